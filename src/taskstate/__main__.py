@@ -1,0 +1,5 @@
+import sys
+
+from taskstate.cli import main
+
+sys.exit(main())

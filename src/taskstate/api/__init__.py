@@ -1,0 +1,1 @@
+"""The HTTP API (CONTRACT §2): thin routes over the store and the supervisor."""

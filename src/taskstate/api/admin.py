@@ -1,0 +1,78 @@
+"""Operator routes: emergency reset, task types, health and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from taskstate.api.deps import ServicesDep
+from taskstate.api.errors import error_responses
+from taskstate.migrations import current_revision, head_revision
+from taskstate.schemas import HealthStatus, ResetResult, TaskTypeList
+
+router = APIRouter()
+
+
+@router.post(
+    "/api/v2/admin/reset",
+    operation_id="reset",
+    response_model=ResetResult,
+    tags=["admin"],
+)
+async def reset(services: ServicesDep) -> dict[str, Any]:
+    """Emergency reset: every non-terminal task ends (`cancelled`, reason `reset`) and every job stops.
+
+    A task whose state cannot go to `cancelled` (`stopping`, `orphaned`) ends `failed` instead.
+    """
+    results = await services.store.cancel_active(reason="reset", actor="admin")
+    services.supervisor.stop_all_local()
+    return {"reset": sum(1 for r in results if r.applied)}
+
+
+@router.get(
+    "/api/v2/task-types", operation_id="list_task_types", response_model=TaskTypeList, tags=["tasks"]
+)
+async def list_task_types(services: ServicesDep) -> dict[str, Any]:
+    return {
+        "items": [
+            {
+                "name": spec.name,
+                "description": spec.description,
+                "params_schema": spec.params_model.model_json_schema(),
+                "kind": spec.kind.value,
+            }
+            for spec in services.registry.specs()
+        ]
+    }
+
+
+@router.get("/healthz", operation_id="healthz", response_model=HealthStatus, tags=["health"])
+async def healthz() -> dict[str, Any]:
+    """Liveness: the process answers."""
+    return {"status": "ok", "checks": {}}
+
+
+@router.get(
+    "/readyz",
+    operation_id="readyz",
+    response_model=HealthStatus,
+    responses=error_responses(503),
+    tags=["health"],
+)
+async def readyz(services: ServicesDep) -> Any:
+    """Readiness: the database answers, the schema is at head, the supervisor runs."""
+    checks: dict[str, Any] = {}
+    try:
+        await services.store.ping()
+        checks["database"] = "ok"
+        revision = await current_revision(services.store.db.reader)
+        checks["migrations"] = "ok" if revision == head_revision() else f"at {revision}"
+    except Exception as exc:
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    if services.settings.run_supervisor:
+        checks["supervisor"] = "ok" if services.supervisor.alive else "stopped"
+    ok = all(v == "ok" for v in checks.values())
+    body = {"status": "ok" if ok else "unavailable", "checks": checks}
+    return body if ok else JSONResponse(body, status_code=503)

@@ -1,0 +1,133 @@
+"""The contract's error shape for every failure, and the limit on request bodies."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taskstate.errors import PayloadTooLarge, TaskstateError
+from taskstate.schemas import ErrorBody
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+_DESCRIPTIONS = {
+    404: "No such task (or other resource).",
+    409: "The transition table does not allow it (`invalid_transition`, with `from` and `to`).",
+    413: "The body or the params are over the limit (`payload_too_large`).",
+    422: "The request is not valid (`validation_error`, `unknown_task_type`).",
+    503: "Not ready.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for these error statuses, all with `ErrorBody`."""
+    return {s: {"model": ErrorBody, "description": _DESCRIPTIONS.get(s, "Error.")} for s in statuses}
+
+
+def _clean_errors(errors: Iterable[Any]) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        for e in errors
+    ]
+
+
+def _summary(errors: list[dict[str, Any]]) -> str:
+    parts = []
+    for e in errors[:5]:
+        where = ".".join(str(p) for p in e["loc"] if p != "body")
+        parts.append(f"{where}: {e['msg']}" if where else e["msg"])
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(TaskstateError)
+    async def _taskstate_error(_request: Request, exc: TaskstateError) -> JSONResponse:
+        return JSONResponse(exc.to_body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _clean_errors(exc.errors())
+        return JSONResponse(
+            {"error": "validation_error", "detail": _summary(errors), "errors": errors},
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return JSONResponse(
+            {"error": code, "detail": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(
+            {"error": "internal_error", "detail": "an unexpected error occurred; see the server log"},
+            status_code=500,
+        )
+
+
+class BodyLimitMiddleware:
+    """Answers 413 for bodies over the limit, without reading more than the limit."""
+
+    def __init__(self, app: ASGIApp, *, default: int, overrides: dict[str, int]) -> None:
+        self.app = app
+        self.default = default
+        self.overrides = overrides
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.overrides.get(scope["path"], self.default)
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    too_large = int(value) > limit
+                except ValueError:
+                    too_large = False
+                if too_large:
+                    await self._reject(send, limit)
+                    return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    @staticmethod
+    async def _reject(send: Send, limit: int) -> None:
+        response = JSONResponse(
+            PayloadTooLarge(f"the request body is over the limit of {limit} bytes").to_body(),
+            status_code=413,
+        )
+        await send(
+            {"type": "http.response.start", "status": 413, "headers": response.raw_headers}
+        )
+        await send({"type": "http.response.body", "body": response.body})

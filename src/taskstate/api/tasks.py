@@ -1,0 +1,233 @@
+"""Routes for tasks: create, read, history, transitions, cancel, retry, cleanup."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Response, status
+
+from taskstate.api.deps import ServicesDep
+from taskstate.api.errors import error_responses
+from taskstate.errors import InvalidTransition, NotFound, TaskstateError, ValidationFailed
+from taskstate.schemas import (
+    MAX_PAGE,
+    CleanupRequest,
+    CleanupResult,
+    TaskBatchCreate,
+    TaskCreate,
+    TaskList,
+    TaskPage,
+    TaskPublic,
+    TransitionList,
+    Trigger,
+)
+from taskstate.states import State, is_terminal
+from taskstate.store import HistoryFilter, NewTask, Outcome, retention_cutoff
+
+router = APIRouter(prefix="/api/v2/tasks", tags=["tasks"])
+
+
+def checked_id(task_id: str) -> str:
+    """Task ids are UUIDs; anything else cannot name a task."""
+    try:
+        return str(uuid.UUID(task_id))
+    except ValueError:
+        raise NotFound(f"no task with id {task_id!r}") from None
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def new_task(services: ServicesDep, body: TaskCreate, *, retry_of: str | None = None) -> NewTask:
+    params = services.registry.validate_params(
+        body.type, body.params, services.settings.max_params_bytes
+    )
+    return NewTask(
+        type=body.type,
+        params=params,
+        name=body.name or body.type,
+        priority=body.priority,
+        run_at=_aware(body.run_at),
+        timeout_seconds=body.timeout_seconds,
+        max_attempts=body.max_attempts,
+        trigger=body.trigger.value,
+        trigger_source=body.trigger_source,
+        idempotency_key=body.idempotency_key,
+        retry_of=retry_of,
+    )
+
+
+@router.post(
+    "",
+    operation_id="create_task",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskPublic,
+    responses={
+        200: {"model": TaskPublic, "description": "The task first created with this idempotency key."},
+        **error_responses(413, 422),
+    },
+)
+async def create_task(body: TaskCreate, services: ServicesDep, response: Response) -> dict[str, Any]:
+    """Start a task. The same `idempotency_key` again answers the first task, with 200."""
+    [result] = await services.store.create_tasks([new_task(services, body)], actor="api")
+    if not result.created:
+        response.status_code = status.HTTP_200_OK
+    return result.task
+
+
+@router.post(
+    "/batch",
+    operation_id="create_tasks_batch",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskList,
+    responses=error_responses(413, 422),
+)
+async def create_tasks_batch(body: TaskBatchCreate, services: ServicesDep) -> dict[str, Any]:
+    """Create up to 500 tasks in one transaction; one invalid body fails the batch, naming its index."""
+    items = []
+    for index, task in enumerate(body.tasks):
+        try:
+            items.append(new_task(services, task))
+        except TaskstateError as exc:
+            exc.extra["index"] = index
+            exc.detail = f"tasks[{index}]: {exc.detail}"
+            raise
+    results = await services.store.create_tasks(items, actor="api")
+    return {"items": [r.task for r in results]}
+
+
+@router.get(
+    "",
+    operation_id="list_tasks",
+    response_model=TaskPage,
+    responses=error_responses(422),
+)
+async def list_tasks(
+    services: ServicesDep,
+    state: Annotated[list[State] | None, Query(description="Repeatable.")] = None,
+    type: Annotated[str | None, Query(max_length=200)] = None,
+    trigger: Trigger | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    q: Annotated[str | None, Query(max_length=200, description="Search in task names.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> dict[str, Any]:
+    """History, newest first, with filters and a cursor."""
+    flt = HistoryFilter(
+        states=[s.value for s in state or []],
+        type=type,
+        trigger=trigger.value if trigger else None,
+        created_after=_aware(created_after),
+        created_before=_aware(created_before),
+        q=q,
+    )
+    items, next_cursor, total = await services.store.list_tasks(flt, limit=limit, cursor=cursor)
+    return {"items": items, "next_cursor": next_cursor, "total": total}
+
+
+@router.get("/active", operation_id="list_active_tasks", response_model=TaskList)
+async def list_active_tasks(services: ServicesDep) -> dict[str, Any]:
+    """Every task not in a terminal state, oldest first: what the UI restores on page load."""
+    return {"items": await services.store.active_tasks()}
+
+
+@router.post(
+    "/cleanup",
+    operation_id="cleanup_tasks",
+    response_model=CleanupResult,
+    responses=error_responses(422),
+)
+async def cleanup_tasks(
+    services: ServicesDep, body: Annotated[CleanupRequest | None, Body()] = None
+) -> dict[str, Any]:
+    """Delete terminal tasks (and their transitions) that finished more than `older_than_days` ago."""
+    days = body.older_than_days if body and body.older_than_days is not None else None
+    if days is None:
+        days = services.settings.task_history_retention_days
+    deleted = await services.store.delete_finished_before(retention_cutoff(days))
+    return {"deleted": deleted}
+
+
+@router.get(
+    "/{task_id}",
+    operation_id="get_task",
+    response_model=TaskPublic,
+    responses=error_responses(404),
+)
+async def get_task(task_id: str, services: ServicesDep) -> dict[str, Any]:
+    return await services.store.get_task(checked_id(task_id))
+
+
+@router.get(
+    "/{task_id}/transitions",
+    operation_id="list_task_transitions",
+    response_model=TransitionList,
+    responses=error_responses(404),
+)
+async def list_task_transitions(task_id: str, services: ServicesDep) -> dict[str, Any]:
+    """The task's transition rows, oldest first."""
+    return {"items": await services.store.transitions_of(checked_id(task_id))}
+
+
+@router.post(
+    "/{task_id}/cancel",
+    operation_id="cancel_task",
+    response_model=TaskPublic,
+    responses=error_responses(404, 409),
+)
+async def cancel_task(task_id: str, services: ServicesDep) -> dict[str, Any]:
+    """Cancel a non-terminal task at once; its job is told, and stopped hard after the grace period.
+
+    Cancelling a cancelled task answers it again; any other terminal task is a 409.
+    """
+    task_id = checked_id(task_id)
+    result = await services.store.transition(
+        task_id, State.CANCELLED, reason="user", actor="api"
+    )
+    if result.outcome is Outcome.REFUSED:
+        raise InvalidTransition(result.from_state, State.CANCELLED.value)
+    services.supervisor.cancel_local(task_id)
+    return await services.store.get_task(task_id)
+
+
+@router.post(
+    "/{task_id}/retry",
+    operation_id="retry_task",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskPublic,
+    responses=error_responses(404, 409, 422),
+)
+async def retry_task(task_id: str, services: ServicesDep) -> dict[str, Any]:
+    """A new task with the same type and params as a failed or cancelled one (`retry_of` links them)."""
+    row = await services.store.get_task_row(checked_id(task_id))
+    if row is None:
+        raise NotFound(f"no task with id {task_id!r}")
+    if row["state"] not in (State.FAILED, State.CANCELLED):
+        raise InvalidTransition(
+            row["state"], State.QUEUED.value, f"only a failed or cancelled task can be retried, not a {row['state']} one"
+        )
+    if row["type"] not in services.registry:
+        raise ValidationFailed(f"job type {row['type']!r} is no longer registered")
+    body = TaskCreate(
+        type=row["type"],
+        params=row["params"],
+        name=row["name"],
+        priority=row["priority"],
+        max_attempts=row["max_attempts"],
+        timeout_seconds=row["timeout_seconds"],
+        trigger=Trigger(row["trigger"]),
+        trigger_source=row["trigger_source"],
+    )
+    [result] = await services.store.create_tasks(
+        [new_task(services, body, retry_of=row["id"])], actor="api"
+    )
+    return result.task
+
+
+__all__ = ["is_terminal", "router"]

@@ -1,0 +1,128 @@
+"""`create_app()`: wires the database, store, bus, supervisor and routes in one lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+
+from taskstate import __version__, demo_jobs
+from taskstate.api import admin, tasks
+from taskstate.api.deps import Services
+from taskstate.api.errors import BodyLimitMiddleware, install_error_handlers
+from taskstate.bus import EventBus
+from taskstate.config import Settings
+from taskstate.db import open_database
+from taskstate.jobs import JobRegistry
+from taskstate.migrations import upgrade_to_head
+from taskstate.store import Store, retention_cutoff
+from taskstate.supervisor import Supervisor
+from taskstate.ws import router as ws_router
+
+log = logging.getLogger(__name__)
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def build_registry(settings: Settings) -> JobRegistry:
+    registry = JobRegistry()
+    if settings.demo_jobs:
+        demo_jobs.register(registry)
+    if settings.jobs_module:
+        registry.load_module(settings.jobs_module)
+    return registry
+
+
+def _frontend_dir() -> Path | None:
+    for candidate in (_PACKAGE / "_frontend", _PACKAGE.parent.parent / "frontend"):
+        if (candidate / "index.html").is_file():
+            return candidate
+    return None
+
+
+def _ensure_sqlite_directory(url: str) -> None:
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+
+
+async def _retention_loop(services: Services) -> None:
+    settings = services.settings
+    while True:
+        await asyncio.sleep(settings.retention_interval_seconds)
+        try:
+            deleted = await services.store.delete_finished_before(
+                retention_cutoff(settings.task_history_retention_days)
+            )
+            if deleted:
+                log.info("retention: deleted %d finished tasks", deleted)
+        except Exception:
+            log.exception("retention clean-up failed")
+
+
+def create_app(settings: Settings | None = None, registry: JobRegistry | None = None) -> FastAPI:
+    settings = settings or Settings()
+    registry = registry or build_registry(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _ensure_sqlite_directory(settings.database_url)
+        db = open_database(settings.database_url)
+        await upgrade_to_head(db.writer)
+        bus = EventBus(settings.subscriber_queue_size)
+        store = Store(db, bus)
+        store.start()
+        supervisor = Supervisor(store, registry, settings, settings.worker_id)
+        services = Services(settings, store, registry, supervisor)
+        app.state.services = services
+        if settings.run_supervisor:
+            await supervisor.start()
+        retention = asyncio.create_task(_retention_loop(services))
+        try:
+            yield
+        finally:
+            retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retention
+            await supervisor.stop()
+            await store.close()
+            await db.dispose()
+
+    app = FastAPI(
+        title="taskstate",
+        version=__version__,
+        summary="The single source of truth for the lifecycle of long-running jobs.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default=settings.max_body_bytes,
+        overrides={"/api/v2/tasks/batch": settings.max_batch_body_bytes},
+    )
+    app.include_router(tasks.router)
+    app.include_router(admin.router)
+    app.include_router(ws_router)
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            assert route.operation_id, f"route {route.path} has no operation_id"
+
+    frontend = _frontend_dir()
+    if frontend is not None:
+        app.mount("/", StaticFiles(directory=frontend, html=True), name="frontend")
+    else:
+
+        @app.get("/", include_in_schema=False)
+        async def root() -> RedirectResponse:
+            return RedirectResponse("/docs")
+
+    return app

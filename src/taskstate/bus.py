@@ -1,0 +1,102 @@
+"""The in-process event bus: what the store publishes after a commit reaches subscribers.
+
+Every subscriber owns a bounded queue. Publishing never waits: a subscriber
+whose queue is full is marked `overflowed` and dropped from the bus, and its
+reader tells the client to `resync` (CONTRACT §3). A slow client can never
+hold up the service or any other subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One message for subscribers, serialised once however many receive it."""
+
+    type: str
+    task_id: str
+    seq: int | None
+    text: str
+    payload: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def of(cls, payload: dict[str, Any]) -> Event:
+        return cls(
+            type=payload["type"],
+            task_id=payload["task_id"],
+            seq=payload.get("seq") if payload["type"] == "transition" else None,
+            text=json.dumps(payload, separators=(",", ":"), default=str),
+            payload=payload,
+        )
+
+
+class Subscription:
+    """A subscriber's bounded queue; `overflowed` once it fell too far behind."""
+
+    def __init__(self, bus: EventBus, maxsize: int, task_id: str | None) -> None:
+        self._bus = bus
+        self.task_id = task_id
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self.overflowed = False
+
+    def offer(self, event: Event) -> None:
+        if self.overflowed or (self.task_id is not None and event.task_id != self.task_id):
+            return
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            self._bus.unsubscribe(self)
+
+    async def get(self) -> Event:
+        return await self.queue.get()
+
+    def close(self) -> None:
+        self._bus.unsubscribe(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class EventBus:
+    def __init__(self, queue_size: int = 1000) -> None:
+        self.queue_size = queue_size
+        self._subscriptions: set[Subscription] = set()
+        self._listeners: list[Callable[[Event], None]] = []
+
+    def subscribe(self, task_id: str | None = None, maxsize: int | None = None) -> Subscription:
+        subscription = Subscription(self, maxsize or self.queue_size, task_id)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscriptions.discard(subscription)
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
+        """Call `listener` synchronously for every event (in-process components only)."""
+        self._listeners.append(listener)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscriptions)
+
+    def publish(self, event: Event) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event listener failed")
+        for subscription in list(self._subscriptions):
+            subscription.offer(event)

@@ -1,0 +1,92 @@
+"""The `taskstate` command: `serve` and `migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from taskstate import __version__
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from taskstate.app import create_app
+    from taskstate.config import Settings
+
+    if args.database_url:
+        os.environ["DATABASE_URL"] = args.database_url
+    settings = Settings()
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    app = create_app(settings)
+    print(f"taskstate {__version__} on http://{host}:{port}  (database: {_safe_url(settings.database_url)})", flush=True)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=args.log_level,
+        ws_max_size=64 * 1024,
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds) + 5),
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from taskstate.config import Settings
+    from taskstate.db import open_database
+    from taskstate.migrations import head_revision, upgrade_to_head
+
+    url = args.database_url or Settings().database_url
+
+    async def run() -> None:
+        db = open_database(url)
+        try:
+            await upgrade_to_head(db.writer)
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+    print(f"migrated {_safe_url(url)} to {head_revision()}")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taskstate", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"taskstate {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the API, the UI and the supervisor")
+    serve.add_argument("--host", help="bind address (TASKSTATE_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (TASKSTATE_PORT, default 8000)")
+    serve.add_argument("--database-url", help="overrides DATABASE_URL")
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    serve.set_defaults(func=_serve)
+
+    migrate = commands.add_parser("migrate", help="migrate the database to the newest schema")
+    migrate.add_argument("--database-url", help="overrides DATABASE_URL")
+    migrate.set_defaults(func=_migrate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Tables and engines.
+
+Tables are SQLAlchemy Core: the hot paths build statements, never ORM objects.
+SQLite gets two engines: one writer connection whose transactions start with
+`BEGIN IMMEDIATE` (so a read-then-write never dead-locks on the lock upgrade)
+and a pool of readers whose transactions are plain `BEGIN` (a consistent WAL
+snapshot). PostgreSQL uses one pooled engine for both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from taskstate.states import TERMINAL_STATES, State
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """An aware UTC datetime on every backend (SQLite stores naive text)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+BigIntKey = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+metadata = sa.MetaData()
+
+_terminal = sorted(s.value for s in TERMINAL_STATES)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("type", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("progress", sa.Float, nullable=False, server_default="0"),
+    sa.Column("phase", sa.String(200)),
+    sa.Column("message", sa.Text),
+    sa.Column("items_processed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("items_failed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("params", JSONType, nullable=False),
+    sa.Column("result", JSONType),
+    sa.Column("error", sa.Text),
+    sa.Column("error_type", sa.String(200)),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("max_attempts", sa.Integer, nullable=False, server_default="3"),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("trigger_source", sa.String(200)),
+    sa.Column("idempotency_key", sa.String(200), unique=True),
+    sa.Column("run_at", UTCDateTime, nullable=False),
+    sa.Column("timeout_seconds", sa.Float),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("started_at", UTCDateTime),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("worker_id", sa.String(64)),
+    sa.Column("heartbeat_at", UTCDateTime),
+    sa.Column("checkpoint", JSONType),
+    sa.Column("checkpoint_at", UTCDateTime),
+    sa.Column("restoration_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_restored_at", UTCDateTime),
+    sa.Column("restoration_source", sa.String(32)),
+    sa.Column("restoration_decision", sa.Text),
+    sa.Column("retry_of", sa.String(36)),
+    sa.Column("last_reason", sa.Text),
+    sa.Index(
+        "ix_tasks_queue",
+        sa.text("priority DESC"),
+        "created_at",
+        postgresql_where=sa.text("state = 'queued'"),
+        sqlite_where=sa.text("state = 'queued'"),
+    ),
+    sa.Index(
+        "ix_tasks_active",
+        "created_at",
+        postgresql_where=sa.text(f"state NOT IN ({', '.join(repr(s) for s in _terminal)})"),
+        sqlite_where=sa.text(f"state NOT IN ({', '.join(repr(s) for s in _terminal)})"),
+    ),
+    sa.Index("ix_tasks_history", sa.text("created_at DESC"), sa.text("id DESC")),
+    sa.Index("ix_tasks_state_created", "state", sa.text("created_at DESC")),
+    sa.Index("ix_tasks_type_created", "type", sa.text("created_at DESC")),
+    sa.Index("ix_tasks_finished", "finished_at"),
+    sa.Index(
+        "ix_tasks_worker",
+        "worker_id",
+        postgresql_where=sa.text("worker_id IS NOT NULL"),
+        sqlite_where=sa.text("worker_id IS NOT NULL"),
+    ),
+)
+
+transitions = sa.Table(
+    "transitions",
+    metadata,
+    # Allocated by the store from `seq_counter`, never by the database: see store.py.
+    sa.Column("seq", BigIntKey, primary_key=True, autoincrement=False),
+    sa.Column("task_id", sa.String(36), nullable=False),
+    sa.Column("from_state", sa.String(16)),
+    sa.Column("to_state", sa.String(16), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Index("ix_transitions_task", "task_id", "seq"),
+)
+
+seq_counter = sa.Table(
+    "seq_counter",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("heartbeat_at", UTCDateTime, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def is_sqlite(url: str) -> bool:
+    return sa.make_url(url).get_backend_name() == "sqlite"
+
+
+def _install_sqlite_hooks(engine: AsyncEngine, begin: str) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+
+@dataclass
+class Database:
+    """The engines of one database: `writer` for the store's writes, `reader` for the rest."""
+
+    url: str
+    writer: AsyncEngine
+    reader: AsyncEngine
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.writer.dialect.name == "sqlite"
+
+    async def dispose(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()
+
+
+def open_database(url: str, *, pool_size: int = 10) -> Database:
+    if is_sqlite(url):
+        writer = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+        _install_sqlite_hooks(writer, "BEGIN IMMEDIATE")
+        reader = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        _install_sqlite_hooks(reader, "BEGIN")
+        return Database(url, writer, reader)
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )
+    return Database(url, engine, engine)
+
+
+TERMINAL_VALUES: tuple[str, ...] = tuple(_terminal)
+ACTIVE_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in State if s not in TERMINAL_STATES))

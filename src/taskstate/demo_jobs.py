@@ -1,0 +1,73 @@
+"""The built-in demo job types of CONTRACT §4, on with TASKSTATE_DEMO_JOBS=1.
+
+They exist so that a new user, the UI and the tests can see every state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskstate.jobs import JobContext, JobRegistry, NoParams
+
+
+class SleepParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(5, ge=0, le=86_400, description="Total time to sleep.")
+    steps: int = Field(10, ge=1, le=10_000, description="Progress reports along the way.")
+
+
+class FailParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Field("demo failure", max_length=10_000, description="The error to raise.")
+
+
+class CountParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: int = Field(20, ge=0, le=1_000_000, description="Count up to this number.")
+    delay: float = Field(0.5, ge=0, le=3600, description="Seconds between counts.")
+
+
+class DemoFailure(RuntimeError):
+    """The error demo.fail raises on purpose."""
+
+
+def register(registry: JobRegistry) -> None:
+    @registry.job("demo.noop", params=NoParams)
+    async def noop(ctx: JobContext, params: NoParams) -> None:
+        """Does nothing: every phase, at once (for benchmarks)."""
+
+    @registry.job("demo.sleep", params=SleepParams)
+    async def sleep(ctx: JobContext, params: SleepParams) -> dict[str, Any]:
+        """Sleeps in steps, reporting progress at each; honours cancellation between steps."""
+        for step in range(1, params.steps + 1):
+            await ctx.sleep(params.seconds / params.steps)
+            ctx.progress(
+                100 * step / params.steps,
+                f"step {step} of {params.steps}",
+                items_processed=step,
+                phase="sleeping",
+            )
+        return {"slept": params.seconds, "steps": params.steps}
+
+    @registry.job("demo.fail", params=FailParams)
+    async def fail(ctx: JobContext, params: FailParams) -> None:
+        """Raises in `running`: the task ends `failed` with the message as its error."""
+        raise DemoFailure(params.message)
+
+    @registry.job("demo.count", params=CountParams)
+    async def count(ctx: JobContext, params: CountParams) -> dict[str, Any]:
+        """Counts, checkpointing after each step; after a crash it resumes from the checkpoint."""
+        start = 0
+        if isinstance(ctx.restored_checkpoint, dict):
+            start = int(ctx.restored_checkpoint.get("n", 0))
+        for n in range(start + 1, params.to + 1):
+            await ctx.sleep(params.delay)
+            await ctx.checkpoint({"n": n})
+            ctx.progress(100 * n / params.to if params.to else 100, f"{n} of {params.to}",
+                         items_processed=n, phase="counting")
+        return {"counted_from_restart": start, "final": params.to}

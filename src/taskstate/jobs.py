@@ -1,0 +1,203 @@
+"""What a job author sees: the job registry and the `JobContext`.
+
+A job is an `async def run(ctx, params)` registered under a type name, with
+its params as a pydantic model (whose JSON Schema feeds the UI's start form
+and validates every request). Optional `prepare` and `collect` hooks run in
+the `preparing` and `collecting` phases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from taskstate.errors import PayloadTooLarge, TaskstateError, UnknownTaskType, ValidationFailed
+from taskstate.schemas import TaskKind
+
+
+class NoParams(BaseModel):
+    """A job that takes no params."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobCancelled(Exception):
+    """Raised inside a job by `ctx.raise_if_cancelled()` once the task was cancelled."""
+
+
+class CheckpointTooLarge(TaskstateError):
+    """The checkpoint is larger than TASKSTATE_MAX_CHECKPOINT_BYTES."""
+
+    code = "checkpoint_too_large"
+    status = 413
+
+
+RunHandler = Callable[["JobContext", Any], Awaitable[Any]]
+PrepareHandler = Callable[["JobContext", Any], Awaitable[None]]
+CollectHandler = Callable[["JobContext", Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    run: RunHandler
+    params_model: type[BaseModel]
+    description: str
+    kind: TaskKind = TaskKind.BATCH
+    prepare: PrepareHandler | None = None
+    collect: CollectHandler | None = None
+
+
+class JobRegistry:
+    """The job types this instance can run, by name."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, JobSpec] = {}
+
+    def register(self, spec: JobSpec) -> JobSpec:
+        if spec.name in self._jobs:
+            raise ValueError(f"a job named {spec.name!r} is already registered")
+        self._jobs[spec.name] = spec
+        return spec
+
+    def job(
+        self,
+        name: str,
+        *,
+        params: type[BaseModel] = NoParams,
+        description: str | None = None,
+        kind: TaskKind | str = TaskKind.BATCH,
+        prepare: PrepareHandler | None = None,
+        collect: CollectHandler | None = None,
+    ) -> Callable[[RunHandler], RunHandler]:
+        """Register the decorated `async def run(ctx, params)` as job type `name`."""
+
+        def decorate(run: RunHandler) -> RunHandler:
+            doc = description or (run.__doc__ or "").strip().split("\n\n")[0]
+            self.register(
+                JobSpec(name, run, params, " ".join(doc.split()), TaskKind(kind), prepare, collect)
+            )
+            return run
+
+        return decorate
+
+    def get(self, name: str) -> JobSpec:
+        try:
+            return self._jobs[name]
+        except KeyError:
+            raise UnknownTaskType(
+                f"no job type {name!r} is registered", known=sorted(self._jobs)
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._jobs
+
+    def specs(self) -> list[JobSpec]:
+        return sorted(self._jobs.values(), key=lambda s: s.name)
+
+    def validate_params(self, name: str, params: dict[str, Any] | None, max_bytes: int) -> dict[str, Any]:
+        """The params as the type's model sees them (defaults filled), or a clear error."""
+        spec = self.get(name)
+        size = len(json.dumps(params or {}, separators=(",", ":")).encode())
+        if size > max_bytes:
+            raise PayloadTooLarge(f"params are {size} bytes; the limit is {max_bytes}")
+        try:
+            model = spec.params_model.model_validate(params or {})
+        except ValidationError as exc:
+            raise ValidationFailed(
+                f"params do not match the schema of {name!r}",
+                errors=json.loads(exc.json(include_url=False, include_input=False)),
+            ) from None
+        return model.model_dump(mode="json")
+
+    def load_module(self, path: str) -> None:
+        """Import the user's jobs module; it registers its jobs on `registry` (or exposes `register`)."""
+        module = importlib.import_module(path)
+        register = getattr(module, "register", None)
+        if callable(register):
+            register(self)
+
+
+class ContextReporter(Protocol):
+    """How a `JobContext` reaches the supervisor that runs it."""
+
+    def report_progress(self, ctx: JobContext) -> None: ...
+
+    async def save_checkpoint(self, ctx: JobContext, data: Any) -> None: ...
+
+
+class JobContext:
+    """The running task, as its job sees it.
+
+    Progress is cheap to report (kept in memory, published live, written to the
+    database coalesced); checkpoints are durable before `checkpoint()` returns.
+    """
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        task_type: str,
+        params: BaseModel,
+        attempt: int,
+        restored_checkpoint: Any,
+        reporter: ContextReporter,
+    ) -> None:
+        self.task_id = task_id
+        self.task_type = task_type
+        self.params = params
+        self.attempt = attempt
+        #: The last checkpoint of an earlier run of this task, or None on a fresh start.
+        self.restored_checkpoint = restored_checkpoint
+        #: Set when the task is cancelled (or stopped); a job should wind down promptly.
+        self.cancelled = asyncio.Event()
+        self.phase: str | None = None
+        self.lifecycle_phase = "preparing"
+        self.progress_value = 0.0
+        self.message: str | None = None
+        self.items_processed = 0
+        self.items_failed = 0
+        self._reporter = reporter
+
+    def progress(
+        self,
+        pct: float,
+        message: str | None = None,
+        *,
+        items_processed: int | None = None,
+        items_failed: int | None = None,
+        phase: str | None = None,
+    ) -> None:
+        """Report progress (0-100); clamped, published live, written coalesced."""
+        self.progress_value = min(100.0, max(0.0, float(pct)))
+        if message is not None:
+            self.message = message
+        if items_processed is not None:
+            self.items_processed = items_processed
+        if items_failed is not None:
+            self.items_failed = items_failed
+        if phase is not None:
+            self.phase = phase
+        self._reporter.report_progress(self)
+
+    async def checkpoint(self, data: Any) -> None:
+        """Store `data` (JSON) durably; a restored run receives the last one as `restored_checkpoint`."""
+        await self._reporter.save_checkpoint(self, data)
+
+    def raise_if_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            raise JobCancelled(self.task_id)
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep, but wake and raise `JobCancelled` as soon as the task is cancelled."""
+        try:
+            await asyncio.wait_for(self.cancelled.wait(), timeout=max(0.0, seconds))
+        except TimeoutError:
+            return
+        raise JobCancelled(self.task_id)

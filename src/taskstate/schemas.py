@@ -1,0 +1,177 @@
+"""Wire models: what the HTTP API accepts and answers (CONTRACT §2).
+
+Named component schemas with enums, so that generated clients get real
+types. Inputs forbid unknown fields and take integers strictly: hostile or
+mistaken input gets a 422 that names the field, never a silent coercion.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.types import Strict
+
+from taskstate.states import State
+
+StrictInt = Annotated[int, Strict()]
+ShortText = Annotated[str, StringConstraints(max_length=200)]
+
+MAX_BATCH = 500
+MAX_PAGE = 500
+
+
+class Trigger(StrEnum):
+    """What started a task (the seed's "job type")."""
+
+    MANUAL = "manual"  #: a person, from the UI or the CLI
+    API = "api"  #: a program, through the API
+    SCHEDULED = "scheduled"  #: a scheduler
+
+
+class TaskKind(StrEnum):
+    BATCH = "batch"  #: runs to completion
+    SERVICE = "service"  #: stays up (`serving`) until stopped
+
+
+class TaskCreate(BaseModel):
+    """A request to start a task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    params: dict[str, Any] | None = None
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    priority: Annotated[StrictInt, Field(ge=-1_000_000, le=1_000_000)] = 0
+    run_at: datetime | None = None
+    timeout_seconds: Annotated[float, Field(gt=0, le=30 * 24 * 3600)] | None = None
+    max_attempts: Annotated[StrictInt, Field(ge=1, le=100)] = 3
+    trigger: Trigger = Trigger.API
+    trigger_source: ShortText | None = None
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+
+
+class TaskBatchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: Annotated[list[TaskCreate], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class PendingQuestion(BaseModel):
+    id: str
+    question: str
+    choices: list[str] | None = None
+    context: Any = None
+    asked_at: datetime
+
+
+class TaskPublic(BaseModel):
+    """A task as clients see it."""
+
+    id: str
+    type: str
+    name: str
+    state: State
+    is_terminal: bool
+    progress: float
+    phase: str | None
+    message: str | None
+    items_processed: int
+    items_failed: int
+    params: dict[str, Any]
+    result: Any
+    error: str | None
+    error_type: str | None
+    reason: str | None = Field(description="The reason recorded with the latest transition.")
+    priority: int
+    attempt: int
+    max_attempts: int
+    trigger: Trigger
+    trigger_source: str | None
+    idempotency_key: str | None
+    run_at: datetime
+    timeout_seconds: float | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_seconds: float | None = Field(
+        description="finished_at - started_at once terminal; time so far while active."
+    )
+    worker_id: str | None
+    heartbeat_at: datetime | None
+    has_checkpoint: bool
+    restoration_count: int
+    last_restored_at: datetime | None
+    restoration_source: str | None
+    restoration_decision: str | None
+    pending_questions: list[PendingQuestion]
+    waiting_for_input: bool
+    retry_of: str | None
+
+
+class TaskPage(BaseModel):
+    items: list[TaskPublic]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
+    total: int = Field(description="How many tasks match the filters, over all pages.")
+
+
+class TaskList(BaseModel):
+    items: list[TaskPublic]
+
+
+class TransitionPublic(BaseModel):
+    seq: int
+    task_id: str
+    from_state: State | None
+    to_state: State
+    at: datetime
+    reason: str | None
+    actor: str
+
+
+class TransitionList(BaseModel):
+    items: list[TransitionPublic]
+
+
+class CleanupRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    older_than_days: Annotated[float, Field(ge=0, le=100_000)] | None = Field(
+        None, description="Defaults to TASK_HISTORY_RETENTION_DAYS."
+    )
+
+
+class CleanupResult(BaseModel):
+    deleted: int
+
+
+class ResetResult(BaseModel):
+    reset: int
+
+
+class TaskTypePublic(BaseModel):
+    name: str
+    description: str
+    params_schema: dict[str, Any]
+    kind: TaskKind
+
+
+class TaskTypeList(BaseModel):
+    items: list[TaskTypePublic]
+
+
+class HealthStatus(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a stable `error` code and a human `detail`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str
+    detail: Any

@@ -1,0 +1,755 @@
+"""The store: the only code that writes tasks, and the canonical `transition()`.
+
+Every state change goes through `_apply_transition`: it reads the task's
+state, checks the table, updates the row *on the condition that the state is
+still the one it read*, and records the transition row, all in the writer's
+transaction (see writer.py for batching and `seq`). Expected refusals are
+values (`Outcome.NOOP`, `Outcome.REFUSED`, `Outcome.NOT_OWNER`); illegal
+requests raise `InvalidTransition`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from taskstate.bus import Event, EventBus
+from taskstate.db import (
+    ACTIVE_VALUES,
+    TERMINAL_VALUES,
+    Database,
+    seq_counter,
+    tasks,
+    transitions,
+    utcnow,
+    workers,
+)
+from taskstate.errors import NotFound, ValidationFailed
+from taskstate.states import State, can_transition, check_transition, is_terminal
+from taskstate.writer import TransitionRecord, WriteBatch, Writer
+
+log = logging.getLogger(__name__)
+
+#: Columns a transition may set besides the state (anything else is a bug in the caller).
+TRANSITION_FIELDS = frozenset(
+    {
+        "worker_id",
+        "heartbeat_at",
+        "result",
+        "error",
+        "error_type",
+        "progress",
+        "phase",
+        "message",
+        "attempt",
+        "checkpoint",
+        "checkpoint_at",
+        "restoration_count",
+        "last_restored_at",
+        "restoration_source",
+        "restoration_decision",
+        "items_processed",
+        "items_failed",
+    }
+)
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"  #: the state changed and a transition row was written
+    NOOP = "noop"  #: the task was already in the requested state
+    REFUSED = "refused"  #: the task is terminal; nothing changes (a late completion)
+    NOT_OWNER = "not_owner"  #: the guard did not match: another worker or attempt holds it
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """Fencing for workers: apply only while this worker still holds this attempt."""
+
+    worker_id: str
+    attempt: int
+
+
+@dataclass(slots=True)
+class TransitionResult:
+    outcome: Outcome
+    from_state: str
+    to_state: str
+    task: dict[str, Any]
+    record: TransitionRecord | None = None
+
+    @property
+    def applied(self) -> bool:
+        return self.outcome is Outcome.APPLIED
+
+    @property
+    def seq(self) -> int | None:
+        return self.record.seq if self.record else None
+
+
+@dataclass(slots=True)
+class NewTask:
+    """A validated request to create a task (params already checked against the type)."""
+
+    type: str
+    params: dict[str, Any]
+    name: str
+    priority: int = 0
+    run_at: datetime | None = None
+    timeout_seconds: float | None = None
+    max_attempts: int = 3
+    trigger: str = "api"
+    trigger_source: str | None = None
+    idempotency_key: str | None = None
+    retry_of: str | None = None
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass(slots=True)
+class CreateResult:
+    task: dict[str, Any]
+    created: bool
+
+
+@dataclass(slots=True)
+class ProgressUpdate:
+    task_id: str
+    worker_id: str
+    progress: float
+    phase: str | None
+    message: str | None
+    items_processed: int
+    items_failed: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFilter:
+    states: Sequence[str] = ()
+    type: str | None = None
+    trigger: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    q: str | None = None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def task_payload(row: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """A task row as the contract's JSON object (the shape of `TaskPublic`)."""
+    started, finished = row["started_at"], row["finished_at"]
+    if started is not None and finished is not None:
+        duration: float | None = (finished - started).total_seconds()
+    elif started is not None and not is_terminal(row["state"]):
+        duration = ((now or utcnow()) - started).total_seconds()
+    else:
+        duration = None
+    return {
+        "id": row["id"],
+        "type": row["type"],
+        "name": row["name"],
+        "state": row["state"],
+        "is_terminal": is_terminal(row["state"]),
+        "progress": row["progress"],
+        "phase": row["phase"],
+        "message": row["message"],
+        "items_processed": row["items_processed"],
+        "items_failed": row["items_failed"],
+        "params": row["params"],
+        "result": row["result"],
+        "error": row["error"],
+        "error_type": row["error_type"],
+        "reason": row["last_reason"],
+        "priority": row["priority"],
+        "attempt": row["attempt"],
+        "max_attempts": row["max_attempts"],
+        "trigger": row["trigger"],
+        "trigger_source": row["trigger_source"],
+        "idempotency_key": row["idempotency_key"],
+        "run_at": _iso(row["run_at"]),
+        "timeout_seconds": row["timeout_seconds"],
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+        "started_at": _iso(started),
+        "finished_at": _iso(finished),
+        "duration_seconds": duration,
+        "worker_id": row["worker_id"],
+        "heartbeat_at": _iso(row["heartbeat_at"]),
+        "has_checkpoint": row["checkpoint"] is not None,
+        "restoration_count": row["restoration_count"],
+        "last_restored_at": _iso(row["last_restored_at"]),
+        "restoration_source": row["restoration_source"],
+        "restoration_decision": row["restoration_decision"],
+        "pending_questions": [],
+        "waiting_for_input": False,
+        "retry_of": row["retry_of"],
+    }
+
+
+def transition_event(rec: TransitionRecord) -> Event:
+    return Event.of(
+        {
+            "type": "transition",
+            "seq": rec.seq,
+            "task_id": rec.task_id,
+            "from": rec.from_state,
+            "to": rec.to_state,
+            "at": _iso(rec.at),
+            "reason": rec.reason,
+            "actor": rec.actor,
+            "task": rec.task,
+        }
+    )
+
+
+def transition_row_payload(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "seq": row["seq"],
+        "task_id": row["task_id"],
+        "from_state": row["from_state"],
+        "to_state": row["to_state"],
+        "at": _iso(row["at"]),
+        "reason": row["reason"],
+        "actor": row["actor"],
+    }
+
+
+def encode_cursor(created_at: datetime, task_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), task_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, task_id = json.loads(raw)
+        return datetime.fromisoformat(created), str(task_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise ValidationFailed("cursor is not one this server issued", field="cursor") from exc
+
+
+class Store:
+    """Reads and writes of tasks, transitions and workers."""
+
+    def __init__(self, db: Database, bus: EventBus) -> None:
+        self.db = db
+        self.bus = bus
+        self._writer = Writer(db.writer, bus, transition_event, self._notify_committed)
+        self._commit_listeners: list[Callable[[list[TransitionRecord]], None]] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._writer.start()
+
+    async def close(self) -> None:
+        await self._writer.stop()
+
+    def on_commit(self, listener: Callable[[list[TransitionRecord]], None]) -> None:
+        """Call `listener` with the transitions of every committed batch (e.g. to wake a claimer)."""
+        self._commit_listeners.append(listener)
+
+    def _notify_committed(self, records: list[TransitionRecord]) -> None:
+        for listener in self._commit_listeners:
+            listener(records)
+
+    @property
+    def writer_stats(self) -> tuple[int, int]:
+        return self._writer.batches, self._writer.ops
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def create_tasks(self, new: Sequence[NewTask], *, actor: str) -> list[CreateResult]:
+        """Create tasks in one transaction; a repeated idempotency key answers the first task."""
+
+        async def op(wb: WriteBatch) -> list[CreateResult]:
+            return [await _apply_create(wb, item, actor) for item in new]
+
+        return await self._writer.submit(op)
+
+    async def transition(
+        self,
+        task_id: str,
+        to: State,
+        *,
+        reason: str | None,
+        actor: str,
+        guard: Guard | None = None,
+        fields: Mapping[str, Any] | None = None,
+    ) -> TransitionResult:
+        """Move a task to `to`, if the table allows it; the one way a task's state changes."""
+        unknown = set(fields or ()) - TRANSITION_FIELDS
+        if unknown:
+            raise ValueError(f"transition() cannot set {sorted(unknown)}")
+
+        async def op(wb: WriteBatch) -> TransitionResult:
+            return await _apply_transition(wb, task_id, to, reason, actor, guard, fields or {})
+
+        return await self._writer.submit(op)
+
+    async def claim(self, worker_id: str, limit: int) -> list[dict[str, Any]]:
+        """Claim up to `limit` due queued tasks (priority, then age) for `worker_id`."""
+
+        async def op(wb: WriteBatch) -> list[dict[str, Any]]:
+            return await _apply_claim(wb, worker_id, limit, self.db.is_sqlite)
+
+        return await self._writer.submit(op)
+
+    async def write_progress(self, updates: Sequence[ProgressUpdate]) -> None:
+        """Write coalesced progress; never moves state, never touches a task this worker lost."""
+        if not updates:
+            return
+        stmt = (
+            sa.update(tasks)
+            .where(
+                tasks.c.id == sa.bindparam("b_id"),
+                tasks.c.worker_id == sa.bindparam("b_worker"),
+                tasks.c.state.not_in(TERMINAL_VALUES),
+            )
+            .values(
+                progress=sa.bindparam("b_progress"),
+                phase=sa.bindparam("b_phase"),
+                message=sa.bindparam("b_message"),
+                items_processed=sa.bindparam("b_processed"),
+                items_failed=sa.bindparam("b_failed"),
+                heartbeat_at=sa.bindparam("b_at"),
+                updated_at=sa.bindparam("b_at"),
+            )
+        )
+        params = [
+            {
+                "b_id": u.task_id,
+                "b_worker": u.worker_id,
+                "b_progress": u.progress,
+                "b_phase": u.phase,
+                "b_message": u.message,
+                "b_processed": u.items_processed,
+                "b_failed": u.items_failed,
+                "b_at": u.at,
+            }
+            for u in updates
+        ]
+
+        async def op(wb: WriteBatch) -> None:
+            await wb.conn.execute(stmt, params)
+
+        await self._writer.submit(op)
+
+    async def cancel_active(self, *, reason: str, actor: str) -> list[TransitionResult]:
+        """Emergency reset: every non-terminal task ends, `cancelled` where the table allows it."""
+
+        async def op(wb: WriteBatch) -> list[TransitionResult]:
+            ids = (
+                await wb.conn.execute(
+                    sa.select(tasks.c.id).where(tasks.c.state.in_(ACTIVE_VALUES))
+                )
+            ).scalars().all()
+            results = []
+            for task_id in ids:
+                state = (
+                    await wb.conn.execute(sa.select(tasks.c.state).where(tasks.c.id == task_id))
+                ).scalar_one_or_none()
+                if state is None or is_terminal(state):
+                    continue
+                to = State.CANCELLED if can_transition(state, State.CANCELLED) else State.FAILED
+                results.append(
+                    await _apply_transition(wb, task_id, to, reason, actor, None, {})
+                )
+            return results
+
+        return await self._writer.submit(op)
+
+    async def delete_finished_before(self, cutoff: datetime, *, batch_size: int = 1000) -> int:
+        """Delete terminal tasks finished before `cutoff`, with their rows, a batch per transaction."""
+        deleted = 0
+        while True:
+
+            async def op(wb: WriteBatch) -> int:
+                ids = (
+                    await wb.conn.execute(
+                        sa.select(tasks.c.id)
+                        .where(tasks.c.state.in_(TERMINAL_VALUES), tasks.c.finished_at < cutoff)
+                        .limit(batch_size)
+                    )
+                ).scalars().all()
+                if ids:
+                    await wb.conn.execute(
+                        sa.delete(transitions).where(transitions.c.task_id.in_(ids))
+                    )
+                    await wb.conn.execute(sa.delete(tasks).where(tasks.c.id.in_(ids)))
+                return len(ids)
+
+            count = await self._writer.submit(op)
+            deleted += count
+            if count < batch_size:
+                return deleted
+
+    async def register_worker(self, worker_id: str, *, host: str, pid: int, version: str) -> None:
+        now = utcnow()
+        values = {
+            "id": worker_id,
+            "host": host,
+            "pid": pid,
+            "version": version,
+            "started_at": now,
+            "heartbeat_at": now,
+            "state": "running",
+        }
+
+        async def op(wb: WriteBatch) -> None:
+            await wb.conn.execute(sa.delete(workers).where(workers.c.id == worker_id))
+            await wb.conn.execute(workers.insert().values(**values))
+
+        await self._writer.submit(op)
+
+    async def heartbeat(self, worker_id: str) -> None:
+        async def op(wb: WriteBatch) -> None:
+            await wb.conn.execute(
+                sa.update(workers).where(workers.c.id == worker_id).values(heartbeat_at=utcnow())
+            )
+
+        await self._writer.submit(op)
+
+    async def save_checkpoint(self, task_id: str, guard: Guard, data: Any) -> bool:
+        """Store a job's checkpoint; False if the task is no longer this worker's to write."""
+        now = utcnow()
+        stmt = (
+            sa.update(tasks)
+            .where(
+                tasks.c.id == task_id,
+                tasks.c.worker_id == guard.worker_id,
+                tasks.c.attempt == guard.attempt,
+                tasks.c.state.not_in(TERMINAL_VALUES),
+            )
+            .values(checkpoint=data, checkpoint_at=now, heartbeat_at=now, updated_at=now)
+            .returning(tasks.c.id)
+        )
+
+        async def op(wb: WriteBatch) -> bool:
+            return (await wb.conn.execute(stmt)).first() is not None
+
+        return await self._writer.submit(op)
+
+    async def set_worker_state(self, worker_id: str, state: str) -> None:
+        async def op(wb: WriteBatch) -> None:
+            await wb.conn.execute(
+                sa.update(workers)
+                .where(workers.c.id == worker_id)
+                .values(state=state, heartbeat_at=utcnow())
+            )
+
+        await self._writer.submit(op)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def get_task(self, task_id: str) -> dict[str, Any]:
+        async with self.db.reader.connect() as conn:
+            row = (
+                await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))
+            ).mappings().first()
+        if row is None:
+            raise NotFound(f"no task with id {task_id!r}")
+        return task_payload(row)
+
+    async def get_task_row(self, task_id: str) -> Mapping[str, Any] | None:
+        async with self.db.reader.connect() as conn:
+            return (
+                await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))
+            ).mappings().first()
+
+    async def active_tasks(self) -> list[dict[str, Any]]:
+        async with self.db.reader.connect() as conn:
+            return await _active(conn)
+
+    async def snapshot(self) -> tuple[int, list[dict[str, Any]]]:
+        """The newest `seq` and the active tasks, read in one consistent snapshot."""
+        engine = self.db.reader
+        async with engine.connect() as conn:
+            if not self.db.is_sqlite:
+                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                seq = await _latest_seq(conn)
+                items = await _active(conn)
+        return seq, items
+
+    async def latest_seq(self) -> int:
+        async with self.db.reader.connect() as conn:
+            return await _latest_seq(conn)
+
+    async def list_tasks(
+        self, flt: HistoryFilter, *, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None, int]:
+        conditions: list[sa.ColumnElement[bool]] = []
+        if flt.states:
+            conditions.append(tasks.c.state.in_(list(flt.states)))
+        if flt.type:
+            conditions.append(tasks.c.type == flt.type)
+        if flt.trigger:
+            conditions.append(tasks.c.trigger == flt.trigger)
+        if flt.created_after:
+            conditions.append(tasks.c.created_at >= flt.created_after)
+        if flt.created_before:
+            conditions.append(tasks.c.created_at < flt.created_before)
+        if flt.q:
+            conditions.append(tasks.c.name.icontains(flt.q, autoescape=True))
+        page = sa.select(tasks).where(*conditions)
+        if cursor:
+            created, last_id = decode_cursor(cursor)
+            page = page.where(
+                sa.or_(
+                    tasks.c.created_at < created,
+                    sa.and_(tasks.c.created_at == created, tasks.c.id < last_id),
+                )
+            )
+        page = page.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit + 1)
+        count = sa.select(sa.func.count()).select_from(tasks).where(*conditions)
+        async with self.db.reader.connect() as conn:
+            rows = (await conn.execute(page)).mappings().all()
+            total = (await conn.execute(count)).scalar_one()
+        now = utcnow()
+        items = [task_payload(r, now) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor(last["created_at"], last["id"])
+        return items, next_cursor, total
+
+    async def transitions_of(self, task_id: str) -> list[dict[str, Any]]:
+        async with self.db.reader.connect() as conn:
+            exists = (
+                await conn.execute(sa.select(tasks.c.id).where(tasks.c.id == task_id))
+            ).first()
+            if exists is None:
+                raise NotFound(f"no task with id {task_id!r}")
+            rows = (
+                await conn.execute(
+                    sa.select(transitions)
+                    .where(transitions.c.task_id == task_id)
+                    .order_by(transitions.c.seq)
+                )
+            ).mappings().all()
+        return [transition_row_payload(r) for r in rows]
+
+    async def transitions_since(
+        self, since: int, *, task_id: str | None = None, limit: int = 500
+    ) -> list[Event]:
+        """Replay: committed transitions with `seq > since`, oldest first, as events."""
+        query = (
+            sa.select(transitions, tasks)
+            .select_from(transitions.outerjoin(tasks, tasks.c.id == transitions.c.task_id))
+            .where(transitions.c.seq > since)
+            .order_by(transitions.c.seq)
+            .limit(limit)
+        )
+        if task_id is not None:
+            query = query.where(transitions.c.task_id == task_id)
+        async with self.db.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        now = utcnow()
+        events = []
+        n = len(transitions.c)
+        for row in rows:
+            t = row._mapping
+            task_cols = dict(zip(tasks.c.keys(), row[n:], strict=True))
+            rec = TransitionRecord(
+                task_id=t[transitions.c.task_id],
+                from_state=t[transitions.c.from_state],
+                to_state=t[transitions.c.to_state],
+                at=t[transitions.c.at],
+                reason=t[transitions.c.reason],
+                actor=t[transitions.c.actor],
+                task=task_payload(task_cols, now) if task_cols["id"] is not None else {},
+                seq=t[transitions.c.seq],
+            )
+            events.append(transition_event(rec))
+        return events
+
+    async def ping(self) -> None:
+        async with self.db.reader.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+
+async def _latest_seq(conn: AsyncConnection) -> int:
+    value = (
+        await conn.execute(sa.select(seq_counter.c.value).where(seq_counter.c.id == 1))
+    ).scalar_one_or_none()
+    return int(value or 0)
+
+
+async def _active(conn: AsyncConnection) -> list[dict[str, Any]]:
+    rows = (
+        await conn.execute(
+            sa.select(tasks).where(tasks.c.state.in_(ACTIVE_VALUES)).order_by(tasks.c.created_at)
+        )
+    ).mappings().all()
+    now = utcnow()
+    return [task_payload(r, now) for r in rows]
+
+
+async def _apply_create(wb: WriteBatch, new: NewTask, actor: str) -> CreateResult:
+    now = utcnow()
+    values = {
+        "id": new.id,
+        "type": new.type,
+        "name": new.name,
+        "state": State.QUEUED.value,
+        "progress": 0.0,
+        "items_processed": 0,
+        "items_failed": 0,
+        "params": new.params,
+        "priority": new.priority,
+        "attempt": 1,
+        "max_attempts": new.max_attempts,
+        "trigger": new.trigger,
+        "trigger_source": new.trigger_source,
+        "idempotency_key": new.idempotency_key,
+        "run_at": new.run_at or now,
+        "timeout_seconds": new.timeout_seconds,
+        "created_at": now,
+        "updated_at": now,
+        "restoration_count": 0,
+        "retry_of": new.retry_of,
+        "last_reason": "created",
+    }
+    dialect = wb.conn.dialect.name
+    insert = postgresql.insert(tasks) if dialect == "postgresql" else sqlite.insert(tasks)
+    stmt = insert.values(**values)
+    if new.idempotency_key is not None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"])
+    row = (await wb.conn.execute(stmt.returning(*tasks.c))).mappings().first()
+    if row is None:
+        existing = (
+            await wb.conn.execute(
+                sa.select(tasks).where(tasks.c.idempotency_key == new.idempotency_key)
+            )
+        ).mappings().one()
+        return CreateResult(task_payload(existing, now), created=False)
+    payload = task_payload(row, now)
+    wb.record(TransitionRecord(new.id, None, State.QUEUED.value, now, "created", actor, payload))
+    return CreateResult(payload, created=True)
+
+
+async def _apply_transition(
+    wb: WriteBatch,
+    task_id: str,
+    to: State,
+    reason: str | None,
+    actor: str,
+    guard: Guard | None,
+    fields: Mapping[str, Any],
+) -> TransitionResult:
+    conn = wb.conn
+    while True:
+        current = (
+            await conn.execute(
+                sa.select(tasks.c.state, tasks.c.worker_id, tasks.c.attempt).where(
+                    tasks.c.id == task_id
+                )
+            )
+        ).first()
+        if current is None:
+            raise NotFound(f"no task with id {task_id!r}")
+        from_state = current.state
+        if guard is not None and (
+            current.worker_id != guard.worker_id or current.attempt != guard.attempt
+        ):
+            return TransitionResult(Outcome.NOT_OWNER, from_state, to.value, {})
+        if from_state == to.value:
+            return TransitionResult(Outcome.NOOP, from_state, to.value, {})
+        if is_terminal(from_state):
+            log.info(
+                "ignored %s -> %s for task %s (%s): the task is already terminal",
+                from_state, to.value, task_id, actor,
+            )
+            return TransitionResult(Outcome.REFUSED, from_state, to.value, {})
+        check_transition(from_state, to.value)
+        now = utcnow()
+        values: dict[str, Any] = {"state": to.value, "updated_at": now, "last_reason": reason}
+        if to is State.PREPARING:
+            values["started_at"] = sa.func.coalesce(tasks.c.started_at, now)
+        if is_terminal(to.value):
+            values["finished_at"] = now
+            if to is State.COMPLETED:
+                values["progress"] = 100.0
+        values.update(fields)
+        stmt = (
+            sa.update(tasks)
+            .where(tasks.c.id == task_id, tasks.c.state == from_state)
+            .values(**values)
+            .returning(*tasks.c)
+        )
+        if guard is not None:
+            stmt = stmt.where(
+                tasks.c.worker_id == guard.worker_id, tasks.c.attempt == guard.attempt
+            )
+        row = (await conn.execute(stmt)).mappings().first()
+        if row is None:
+            continue  # changed under us: read again and decide again
+        rec = TransitionRecord(task_id, from_state, to.value, now, reason, actor, task_payload(row, now))
+        wb.record(rec)
+        return TransitionResult(Outcome.APPLIED, from_state, to.value, rec.task, rec)
+
+
+async def _apply_claim(
+    wb: WriteBatch, worker_id: str, limit: int, is_sqlite: bool
+) -> list[dict[str, Any]]:
+    now = utcnow()
+    candidates = (
+        sa.select(tasks.c.id)
+        .where(tasks.c.state == State.QUEUED.value, tasks.c.run_at <= now)
+        .order_by(tasks.c.priority.desc(), tasks.c.created_at)
+        .limit(limit)
+    )
+    if not is_sqlite:
+        candidates = candidates.with_for_update(skip_locked=True)
+    ids = (await wb.conn.execute(candidates)).scalars().all()
+    if not ids:
+        return []
+    rows = (
+        await wb.conn.execute(
+            sa.update(tasks)
+            .where(tasks.c.id.in_(ids), tasks.c.state == State.QUEUED.value)
+            .values(
+                state=State.PREPARING.value,
+                worker_id=worker_id,
+                heartbeat_at=now,
+                updated_at=now,
+                started_at=sa.func.coalesce(tasks.c.started_at, now),
+                last_reason="claimed",
+            )
+            .returning(*tasks.c)
+        )
+    ).mappings().all()
+    order = {task_id: i for i, task_id in enumerate(ids)}
+    claimed = sorted(rows, key=lambda r: order[r["id"]])
+    actor = f"worker:{worker_id}"
+    for row in claimed:
+        wb.record(
+            TransitionRecord(
+                row["id"],
+                State.QUEUED.value,
+                State.PREPARING.value,
+                now,
+                "claimed",
+                actor,
+                task_payload(row, now),
+            )
+        )
+    return [dict(row) for row in claimed]
+
+
+def retention_cutoff(days: float) -> datetime:
+    return utcnow() - timedelta(days=days)

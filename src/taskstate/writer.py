@@ -1,0 +1,199 @@
+"""Group commit: every write of the store goes through one writer per instance.
+
+Writes queue up while the previous transaction commits, then run together in
+one transaction, each op in the order it arrived. Transition rows get their
+`seq` at the very end of the transaction, from a one-row counter whose row
+lock is held until commit, so on PostgreSQL too `seq` order is commit order:
+a reader that has seen `seq = N` can never later find a committed row below
+N that it did not see. Events are published only after the commit, in `seq`
+order. If a batch fails, each op is retried in a transaction of its own, so
+one bad op fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from taskstate.bus import Event, EventBus
+from taskstate.db import seq_counter, transitions
+from taskstate.errors import TaskstateError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+MAX_BATCH_OPS = 256
+
+
+@dataclass(slots=True)
+class TransitionRecord:
+    """A transition row waiting for its `seq`; `event` is built once the seq is known."""
+
+    task_id: str
+    from_state: str | None
+    to_state: str
+    at: datetime
+    reason: str | None
+    actor: str
+    task: dict[str, Any]
+    seq: int | None = None
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    """What an op sees: the open transaction, and where to put the transitions it made."""
+
+    conn: AsyncConnection
+    records: list[TransitionRecord] = field(default_factory=list)
+    live_events: list[Event] = field(default_factory=list)
+
+    def record(self, rec: TransitionRecord) -> None:
+        self.records.append(rec)
+
+
+Op = Callable[[WriteBatch], Awaitable[T]]
+
+
+@dataclass(slots=True)
+class _Pending(Generic[T]):
+    op: Op[T]
+    future: asyncio.Future[T]
+
+
+class Writer:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        bus: EventBus,
+        event_of: Callable[[TransitionRecord], Event],
+        after_commit: Callable[[list[TransitionRecord]], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._bus = bus
+        self._event_of = event_of
+        self._after_commit = after_commit
+        self._queue: asyncio.Queue[_Pending[Any]] = asyncio.Queue()
+        self._runner: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.ops = 0
+
+    def start(self) -> None:
+        if self._runner is None:
+            self._runner = asyncio.create_task(self._run(), name="taskstate-writer")
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop."""
+        if self._runner is None:
+            return
+        await self._queue.join()
+        self._runner.cancel()
+        try:
+            await self._runner
+        except asyncio.CancelledError:
+            pass
+        self._runner = None
+
+    async def submit(self, op: Op[T]) -> T:
+        if self._runner is None:
+            raise RuntimeError("the store's writer is not running")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(op, future))
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH_OPS and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._execute(batch)
+            except Exception:  # never let the writer die: fail the batch instead
+                log.exception("writer batch failed unexpectedly")
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(RuntimeError("the store's writer failed"))
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _execute(self, batch: list[_Pending[Any]]) -> None:
+        try:
+            await self._transaction(batch)
+            return
+        except Exception as exc:
+            if len(batch) == 1:
+                if not batch[0].future.done():
+                    batch[0].future.set_exception(exc)
+                return
+            log.warning("batch of %d writes failed (%s); retrying one by one", len(batch), exc)
+        for pending in batch:
+            try:
+                await self._transaction([pending])
+            except Exception as exc:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+
+    async def _transaction(self, batch: list[_Pending[Any]]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        async with self._engine.begin() as conn:
+            wb = WriteBatch(conn)
+            for pending in batch:
+                try:
+                    outcomes.append((True, await pending.op(wb)))
+                except TaskstateError as refusal:  # raised before the op wrote anything
+                    outcomes.append((False, refusal))
+            if wb.records:
+                await _assign_seqs(conn, wb.records)
+        self.batches += 1
+        self.ops += len(batch)
+        # Committed: only now may anyone hear of it.
+        for rec in wb.records:
+            self._bus.publish(self._event_of(rec))
+        for event in wb.live_events:
+            self._bus.publish(event)
+        if self._after_commit is not None and wb.records:
+            self._after_commit(wb.records)
+        for pending, (ok, value) in zip(batch, outcomes, strict=True):
+            if pending.future.done():
+                continue
+            if ok:
+                pending.future.set_result(value)
+            else:
+                pending.future.set_exception(value)
+
+
+async def _assign_seqs(conn: AsyncConnection, records: list[TransitionRecord]) -> None:
+    last = (
+        await conn.execute(
+            sa.update(seq_counter)
+            .where(seq_counter.c.id == 1)
+            .values(value=seq_counter.c.value + len(records))
+            .returning(seq_counter.c.value)
+        )
+    ).scalar_one()
+    first = last - len(records) + 1
+    for offset, rec in enumerate(records):
+        rec.seq = first + offset
+    await conn.execute(
+        transitions.insert(),
+        [
+            {
+                "seq": rec.seq,
+                "task_id": rec.task_id,
+                "from_state": rec.from_state,
+                "to_state": rec.to_state,
+                "at": rec.at,
+                "reason": rec.reason,
+                "actor": rec.actor,
+            }
+            for rec in records
+        ],
+    )

@@ -24,7 +24,10 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     app = create_app(settings)
-    print(f"taskstate {__version__} on http://{host}:{port}  (database: {_safe_url(settings.database_url)})", flush=True)
+    print(
+        f"taskstate {__version__} on http://{host}:{port}  (database: {_safe_url(settings.database_url)})",
+        flush=True,
+    )
     uvicorn.run(
         app,
         host=host,

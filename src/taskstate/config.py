@@ -19,25 +19,15 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    database_url: str = Field(
-        "sqlite+aiosqlite:///./taskstate.db", validation_alias=_env("DATABASE_URL")
-    )
+    database_url: str = Field("sqlite+aiosqlite:///./taskstate.db", validation_alias=_env("DATABASE_URL"))
     max_concurrent_tasks: int = Field(10, ge=1, le=10_000, validation_alias=_env("MAX_CONCURRENT_TASKS"))
     task_timeout_seconds: float = Field(3600, gt=0, validation_alias=_env("TASK_TIMEOUT_SECONDS"))
-    task_history_retention_days: float = Field(
-        30, ge=0, validation_alias=_env("TASK_HISTORY_RETENTION_DAYS")
-    )
+    task_history_retention_days: float = Field(30, ge=0, validation_alias=_env("TASK_HISTORY_RETENTION_DAYS"))
     task_polling_frequency: int = Field(3000, ge=100, validation_alias=_env("TASK_POLLING_FREQUENCY"))
     heartbeat_seconds: float = Field(5, gt=0, validation_alias=_env("TASKSTATE_HEARTBEAT_SECONDS"))
-    orphan_after_seconds: float = Field(
-        30, gt=0, validation_alias=_env("TASKSTATE_ORPHAN_AFTER_SECONDS")
-    )
-    cancel_grace_seconds: float = Field(
-        5, ge=0, validation_alias=_env("TASKSTATE_CANCEL_GRACE_SECONDS")
-    )
-    shutdown_grace_seconds: float = Field(
-        10, ge=0, validation_alias=_env("TASKSTATE_SHUTDOWN_GRACE_SECONDS")
-    )
+    orphan_after_seconds: float = Field(30, gt=0, validation_alias=_env("TASKSTATE_ORPHAN_AFTER_SECONDS"))
+    cancel_grace_seconds: float = Field(5, ge=0, validation_alias=_env("TASKSTATE_CANCEL_GRACE_SECONDS"))
+    shutdown_grace_seconds: float = Field(10, ge=0, validation_alias=_env("TASKSTATE_SHUTDOWN_GRACE_SECONDS"))
     poll_seconds: float = Field(1.0, gt=0, validation_alias=_env("TASKSTATE_POLL_SECONDS"))
     progress_flush_seconds: float = Field(
         0.25, gt=0, validation_alias=_env("TASKSTATE_PROGRESS_FLUSH_SECONDS")
@@ -54,14 +44,10 @@ class Settings(BaseSettings):
         16 * 1024 * 1024, ge=1024, validation_alias=_env("TASKSTATE_MAX_BATCH_BODY_BYTES")
     )
     max_params_bytes: int = Field(64 * 1024, ge=2, validation_alias=_env("TASKSTATE_MAX_PARAMS_BYTES"))
-    max_result_bytes: int = Field(
-        1024 * 1024, ge=2, validation_alias=_env("TASKSTATE_MAX_RESULT_BYTES")
-    )
+    max_result_bytes: int = Field(1024 * 1024, ge=2, validation_alias=_env("TASKSTATE_MAX_RESULT_BYTES"))
     max_checkpoint_bytes: int = Field(
         1024 * 1024, ge=2, validation_alias=_env("TASKSTATE_MAX_CHECKPOINT_BYTES")
     )
-    subscriber_queue_size: int = Field(
-        1000, ge=1, validation_alias=_env("TASKSTATE_SUBSCRIBER_QUEUE_SIZE")
-    )
+    subscriber_queue_size: int = Field(1000, ge=1, validation_alias=_env("TASKSTATE_SUBSCRIBER_QUEUE_SIZE"))
     worker_id: str | None = Field(None, validation_alias=_env("TASKSTATE_WORKER_ID"))
     run_supervisor: bool = Field(True, validation_alias=_env("TASKSTATE_RUN_SUPERVISOR"))

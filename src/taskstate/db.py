@@ -195,9 +195,7 @@ def open_database(url: str, *, pool_size: int = 10) -> Database:
         reader = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
         _install_sqlite_hooks(reader, "BEGIN")
         return Database(url, writer, reader)
-    engine = create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-    )
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
     return Database(url, engine, engine)
 
 

@@ -68,6 +68,10 @@ def register(registry: JobRegistry) -> None:
         for n in range(start + 1, params.to + 1):
             await ctx.sleep(params.delay)
             await ctx.checkpoint({"n": n})
-            ctx.progress(100 * n / params.to if params.to else 100, f"{n} of {params.to}",
-                         items_processed=n, phase="counting")
+            ctx.progress(
+                100 * n / params.to if params.to else 100,
+                f"{n} of {params.to}",
+                items_processed=n,
+                phase="counting",
+            )
         return {"counted_from_restart": start, "final": params.to}

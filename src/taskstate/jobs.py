@@ -80,9 +80,7 @@ class JobRegistry:
 
         def decorate(run: RunHandler) -> RunHandler:
             doc = description or (run.__doc__ or "").strip().split("\n\n")[0]
-            self.register(
-                JobSpec(name, run, params, " ".join(doc.split()), TaskKind(kind), prepare, collect)
-            )
+            self.register(JobSpec(name, run, params, " ".join(doc.split()), TaskKind(kind), prepare, collect))
             return run
 
         return decorate
@@ -91,9 +89,7 @@ class JobRegistry:
         try:
             return self._jobs[name]
         except KeyError:
-            raise UnknownTaskType(
-                f"no job type {name!r} is registered", known=sorted(self._jobs)
-            ) from None
+            raise UnknownTaskType(f"no job type {name!r} is registered", known=sorted(self._jobs)) from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._jobs

@@ -148,7 +148,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def task_payload(row: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+def task_payload(row: Mapping[Any, Any], now: datetime | None = None) -> dict[str, Any]:
     """A task row as the contract's JSON object (the shape of `TaskPublic`)."""
     started, finished = row["started_at"], row["finished_at"]
     if started is not None and finished is not None:
@@ -215,7 +215,7 @@ def transition_event(rec: TransitionRecord) -> Event:
     )
 
 
-def transition_row_payload(row: Mapping[str, Any]) -> dict[str, Any]:
+def transition_row_payload(row: Mapping[Any, Any]) -> dict[str, Any]:
     return {
         "seq": row["seq"],
         "task_id": row["task_id"],
@@ -353,10 +353,10 @@ class Store:
 
         async def op(wb: WriteBatch) -> list[TransitionResult]:
             ids = (
-                await wb.conn.execute(
-                    sa.select(tasks.c.id).where(tasks.c.state.in_(ACTIVE_VALUES))
-                )
-            ).scalars().all()
+                (await wb.conn.execute(sa.select(tasks.c.id).where(tasks.c.state.in_(ACTIVE_VALUES))))
+                .scalars()
+                .all()
+            )
             results = []
             for task_id in ids:
                 state = (
@@ -365,9 +365,7 @@ class Store:
                 if state is None or is_terminal(state):
                     continue
                 to = State.CANCELLED if can_transition(state, State.CANCELLED) else State.FAILED
-                results.append(
-                    await _apply_transition(wb, task_id, to, reason, actor, None, {})
-                )
+                results.append(await _apply_transition(wb, task_id, to, reason, actor, None, {}))
             return results
 
         return await self._writer.submit(op)
@@ -379,16 +377,18 @@ class Store:
 
             async def op(wb: WriteBatch) -> int:
                 ids = (
-                    await wb.conn.execute(
-                        sa.select(tasks.c.id)
-                        .where(tasks.c.state.in_(TERMINAL_VALUES), tasks.c.finished_at < cutoff)
-                        .limit(batch_size)
+                    (
+                        await wb.conn.execute(
+                            sa.select(tasks.c.id)
+                            .where(tasks.c.state.in_(TERMINAL_VALUES), tasks.c.finished_at < cutoff)
+                            .limit(batch_size)
+                        )
                     )
-                ).scalars().all()
+                    .scalars()
+                    .all()
+                )
                 if ids:
-                    await wb.conn.execute(
-                        sa.delete(transitions).where(transitions.c.task_id.in_(ids))
-                    )
+                    await wb.conn.execute(sa.delete(transitions).where(transitions.c.task_id.in_(ids)))
                     await wb.conn.execute(sa.delete(tasks).where(tasks.c.id.in_(ids)))
                 return len(ids)
 
@@ -446,9 +446,7 @@ class Store:
     async def set_worker_state(self, worker_id: str, state: str) -> None:
         async def op(wb: WriteBatch) -> None:
             await wb.conn.execute(
-                sa.update(workers)
-                .where(workers.c.id == worker_id)
-                .values(state=state, heartbeat_at=utcnow())
+                sa.update(workers).where(workers.c.id == worker_id).values(state=state, heartbeat_at=utcnow())
             )
 
         await self._writer.submit(op)
@@ -457,18 +455,14 @@ class Store:
 
     async def get_task(self, task_id: str) -> dict[str, Any]:
         async with self.db.reader.connect() as conn:
-            row = (
-                await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))
-            ).mappings().first()
+            row = (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))).mappings().first()
         if row is None:
             raise NotFound(f"no task with id {task_id!r}")
         return task_payload(row)
 
-    async def get_task_row(self, task_id: str) -> Mapping[str, Any] | None:
+    async def get_task_row(self, task_id: str) -> Mapping[Any, Any] | None:
         async with self.db.reader.connect() as conn:
-            return (
-                await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))
-            ).mappings().first()
+            return (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))).mappings().first()
 
     async def active_tasks(self) -> list[dict[str, Any]]:
         async with self.db.reader.connect() as conn:
@@ -529,18 +523,20 @@ class Store:
 
     async def transitions_of(self, task_id: str) -> list[dict[str, Any]]:
         async with self.db.reader.connect() as conn:
-            exists = (
-                await conn.execute(sa.select(tasks.c.id).where(tasks.c.id == task_id))
-            ).first()
+            exists = (await conn.execute(sa.select(tasks.c.id).where(tasks.c.id == task_id))).first()
             if exists is None:
                 raise NotFound(f"no task with id {task_id!r}")
             rows = (
-                await conn.execute(
-                    sa.select(transitions)
-                    .where(transitions.c.task_id == task_id)
-                    .order_by(transitions.c.seq)
+                (
+                    await conn.execute(
+                        sa.select(transitions)
+                        .where(transitions.c.task_id == task_id)
+                        .order_by(transitions.c.seq)
+                    )
                 )
-            ).mappings().all()
+                .mappings()
+                .all()
+            )
         return [transition_row_payload(r) for r in rows]
 
     async def transitions_since(
@@ -591,10 +587,14 @@ async def _latest_seq(conn: AsyncConnection) -> int:
 
 async def _active(conn: AsyncConnection) -> list[dict[str, Any]]:
     rows = (
-        await conn.execute(
-            sa.select(tasks).where(tasks.c.state.in_(ACTIVE_VALUES)).order_by(tasks.c.created_at)
+        (
+            await conn.execute(
+                sa.select(tasks).where(tasks.c.state.in_(ACTIVE_VALUES)).order_by(tasks.c.created_at)
+            )
         )
-    ).mappings().all()
+        .mappings()
+        .all()
+    )
     now = utcnow()
     return [task_payload(r, now) for r in rows]
 
@@ -632,10 +632,10 @@ async def _apply_create(wb: WriteBatch, new: NewTask, actor: str) -> CreateResul
     row = (await wb.conn.execute(stmt.returning(*tasks.c))).mappings().first()
     if row is None:
         existing = (
-            await wb.conn.execute(
-                sa.select(tasks).where(tasks.c.idempotency_key == new.idempotency_key)
-            )
-        ).mappings().one()
+            (await wb.conn.execute(sa.select(tasks).where(tasks.c.idempotency_key == new.idempotency_key)))
+            .mappings()
+            .one()
+        )
         return CreateResult(task_payload(existing, now), created=False)
     payload = task_payload(row, now)
     wb.record(TransitionRecord(new.id, None, State.QUEUED.value, now, "created", actor, payload))
@@ -655,24 +655,23 @@ async def _apply_transition(
     while True:
         current = (
             await conn.execute(
-                sa.select(tasks.c.state, tasks.c.worker_id, tasks.c.attempt).where(
-                    tasks.c.id == task_id
-                )
+                sa.select(tasks.c.state, tasks.c.worker_id, tasks.c.attempt).where(tasks.c.id == task_id)
             )
         ).first()
         if current is None:
             raise NotFound(f"no task with id {task_id!r}")
         from_state = current.state
-        if guard is not None and (
-            current.worker_id != guard.worker_id or current.attempt != guard.attempt
-        ):
+        if guard is not None and (current.worker_id != guard.worker_id or current.attempt != guard.attempt):
             return TransitionResult(Outcome.NOT_OWNER, from_state, to.value, {})
         if from_state == to.value:
             return TransitionResult(Outcome.NOOP, from_state, to.value, {})
         if is_terminal(from_state):
             log.info(
                 "ignored %s -> %s for task %s (%s): the task is already terminal",
-                from_state, to.value, task_id, actor,
+                from_state,
+                to.value,
+                task_id,
+                actor,
             )
             return TransitionResult(Outcome.REFUSED, from_state, to.value, {})
         check_transition(from_state, to.value)
@@ -692,9 +691,7 @@ async def _apply_transition(
             .returning(*tasks.c)
         )
         if guard is not None:
-            stmt = stmt.where(
-                tasks.c.worker_id == guard.worker_id, tasks.c.attempt == guard.attempt
-            )
+            stmt = stmt.where(tasks.c.worker_id == guard.worker_id, tasks.c.attempt == guard.attempt)
         row = (await conn.execute(stmt)).mappings().first()
         if row is None:
             continue  # changed under us: read again and decide again
@@ -703,9 +700,7 @@ async def _apply_transition(
         return TransitionResult(Outcome.APPLIED, from_state, to.value, rec.task, rec)
 
 
-async def _apply_claim(
-    wb: WriteBatch, worker_id: str, limit: int, is_sqlite: bool
-) -> list[dict[str, Any]]:
+async def _apply_claim(wb: WriteBatch, worker_id: str, limit: int, is_sqlite: bool) -> list[dict[str, Any]]:
     now = utcnow()
     candidates = (
         sa.select(tasks.c.id)
@@ -719,20 +714,24 @@ async def _apply_claim(
     if not ids:
         return []
     rows = (
-        await wb.conn.execute(
-            sa.update(tasks)
-            .where(tasks.c.id.in_(ids), tasks.c.state == State.QUEUED.value)
-            .values(
-                state=State.PREPARING.value,
-                worker_id=worker_id,
-                heartbeat_at=now,
-                updated_at=now,
-                started_at=sa.func.coalesce(tasks.c.started_at, now),
-                last_reason="claimed",
+        (
+            await wb.conn.execute(
+                sa.update(tasks)
+                .where(tasks.c.id.in_(ids), tasks.c.state == State.QUEUED.value)
+                .values(
+                    state=State.PREPARING.value,
+                    worker_id=worker_id,
+                    heartbeat_at=now,
+                    updated_at=now,
+                    started_at=sa.func.coalesce(tasks.c.started_at, now),
+                    last_reason="claimed",
+                )
+                .returning(*tasks.c)
             )
-            .returning(*tasks.c)
         )
-    ).mappings().all()
+        .mappings()
+        .all()
+    )
     order = {task_id: i for i, task_id in enumerate(ids)}
     claimed = sorted(rows, key=lambda r: order[r["id"]])
     actor = f"worker:{worker_id}"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -191,9 +192,9 @@ class Supervisor:
         job = RunningJob(row["id"], guard, ctx)
         self.running[row["id"]] = job
         job.task = asyncio.create_task(self._run(job, row), name=f"taskstate-job-{row['id']}")
-        job.task.add_done_callback(lambda _t, task_id=row["id"]: self._release(task_id))
+        job.task.add_done_callback(functools.partial(self._release, row["id"]))
 
-    def _release(self, task_id: str) -> None:
+    def _release(self, task_id: str, _task: object = None) -> None:
         job = self.running.pop(task_id, None)
         if job is not None and job.hard_stop is not None:
             job.hard_stop.cancel()

@@ -69,10 +69,9 @@ async def events(ws: WebSocket) -> None:
     try:
         done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
         for finished in done:
-            if not finished.cancelled() and finished.exception() is not None:
-                exc = finished.exception()
-                if not isinstance(exc, WebSocketDisconnect | ConnectionError):
-                    log.warning("event stream ended with an error", exc_info=exc)
+            error = None if finished.cancelled() else finished.exception()
+            if error is not None and not isinstance(error, WebSocketDisconnect | ConnectionError):
+                log.warning("event stream ended with an error", exc_info=error)
     finally:
         subscription.close()
         for task in (sender, receiver):

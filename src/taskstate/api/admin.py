@@ -32,7 +32,10 @@ async def reset(services: ServicesDep) -> dict[str, Any]:
 
 
 @router.get(
-    "/api/v2/task-types", operation_id="list_task_types", response_model=TaskTypeList, tags=["tasks"]
+    "/api/v2/task-types",
+    operation_id="list_task_types",
+    response_model=TaskTypeList,
+    tags=["tasks"],
 )
 async def list_task_types(services: ServicesDep) -> dict[str, Any]:
     return {

@@ -42,7 +42,11 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def _clean_errors(errors: Iterable[Any]) -> list[dict[str, Any]]:
     return [
-        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        {
+            "loc": list(e.get("loc", ())),
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
         for e in errors
     ]
 
@@ -81,7 +85,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
         return JSONResponse(
-            {"error": "internal_error", "detail": "an unexpected error occurred; see the server log"},
+            {
+                "error": "internal_error",
+                "detail": "an unexpected error occurred; see the server log",
+            },
             status_code=500,
         )
 
@@ -127,7 +134,5 @@ class BodyLimitMiddleware:
             PayloadTooLarge(f"the request body is over the limit of {limit} bytes").to_body(),
             status_code=413,
         )
-        await send(
-            {"type": "http.response.start", "status": 413, "headers": response.raw_headers}
-        )
+        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
         await send({"type": "http.response.body", "body": response.body})

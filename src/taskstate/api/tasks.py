@@ -44,9 +44,7 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def new_task(services: ServicesDep, body: TaskCreate, *, retry_of: str | None = None) -> NewTask:
-    params = services.registry.validate_params(
-        body.type, body.params, services.settings.max_params_bytes
-    )
+    params = services.registry.validate_params(body.type, body.params, services.settings.max_params_bytes)
     return NewTask(
         type=body.type,
         params=params,
@@ -68,7 +66,10 @@ def new_task(services: ServicesDep, body: TaskCreate, *, retry_of: str | None = 
     status_code=status.HTTP_201_CREATED,
     response_model=TaskPublic,
     responses={
-        200: {"model": TaskPublic, "description": "The task first created with this idempotency key."},
+        200: {
+            "model": TaskPublic,
+            "description": "The task first created with this idempotency key.",
+        },
         **error_responses(413, 422),
     },
 )
@@ -187,9 +188,7 @@ async def cancel_task(task_id: str, services: ServicesDep) -> dict[str, Any]:
     Cancelling a cancelled task answers it again; any other terminal task is a 409.
     """
     task_id = checked_id(task_id)
-    result = await services.store.transition(
-        task_id, State.CANCELLED, reason="user", actor="api"
-    )
+    result = await services.store.transition(task_id, State.CANCELLED, reason="user", actor="api")
     if result.outcome is Outcome.REFUSED:
         raise InvalidTransition(result.from_state, State.CANCELLED.value)
     services.supervisor.cancel_local(task_id)
@@ -210,7 +209,9 @@ async def retry_task(task_id: str, services: ServicesDep) -> dict[str, Any]:
         raise NotFound(f"no task with id {task_id!r}")
     if row["state"] not in (State.FAILED, State.CANCELLED):
         raise InvalidTransition(
-            row["state"], State.QUEUED.value, f"only a failed or cancelled task can be retried, not a {row['state']} one"
+            row["state"],
+            State.QUEUED.value,
+            f"only a failed or cancelled task can be retried, not a {row['state']} one",
         )
     if row["type"] not in services.registry:
         raise ValidationFailed(f"job type {row['type']!r} is no longer registered")
@@ -224,9 +225,7 @@ async def retry_task(task_id: str, services: ServicesDep) -> dict[str, Any]:
         trigger=Trigger(row["trigger"]),
         trigger_source=row["trigger_source"],
     )
-    [result] = await services.store.create_tasks(
-        [new_task(services, body, retry_of=row["id"])], actor="api"
-    )
+    [result] = await services.store.create_tasks([new_task(services, body, retry_of=row["id"])], actor="api")
     return result.task
 
 

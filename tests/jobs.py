@@ -1,0 +1,115 @@
+"""Job types used only by the tests, registered beside the demo jobs.
+
+In-process tests steer them through `GATES` (an event per task name); the
+subprocess tests use the sleeping ones, with TASKSTATE_JOBS=tests.jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskstate.jobs import JobContext, JobRegistry
+
+#: Events the in-process tests set to let a `test.gate` job go on, by task name.
+GATES: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+#: (task_id, attempt, worker phase) of every run of `test.record`, in order.
+RUNS: list[tuple[str, int]] = []
+
+
+class EchoParams(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class GateParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    gate: str
+
+
+class SleepParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(30, ge=0)
+
+
+class SizeParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(ge=0)
+
+
+class ProgressParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    updates: int = Field(1000, ge=1)
+
+
+async def _sleep_in_prepare(ctx: JobContext, params: SleepParams) -> None:
+    await asyncio.sleep(params.seconds)
+
+
+async def _sleep_in_collect(ctx: JobContext, result: Any) -> Any:
+    await asyncio.sleep(ctx.params.seconds)
+    return result
+
+
+async def _nothing(ctx: JobContext, params: Any) -> None:
+    return None
+
+
+def register(registry: JobRegistry) -> None:
+    @registry.job("test.echo", params=EchoParams)
+    async def echo(ctx: JobContext, params: EchoParams) -> Any:
+        """Returns its params as its result."""
+        return params.model_dump()
+
+    @registry.job("test.gate", params=GateParams)
+    async def gate(ctx: JobContext, params: GateParams) -> str:
+        """Waits (cancellably) until the test opens its gate."""
+        waiter = asyncio.ensure_future(GATES[params.gate].wait())
+        cancelled = asyncio.ensure_future(ctx.cancelled.wait())
+        try:
+            await asyncio.wait({waiter, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            cancelled.cancel()
+        ctx.raise_if_cancelled()
+        return params.gate
+
+    @registry.job("test.stubborn", params=SleepParams)
+    async def stubborn(ctx: JobContext, params: SleepParams) -> None:
+        """Ignores its cancellation event: only the hard stop ends it."""
+        await asyncio.sleep(params.seconds)
+
+    @registry.job("test.record", params=EchoParams)
+    async def record(ctx: JobContext, params: EchoParams) -> None:
+        """Records that it ran (to catch a task run twice)."""
+        RUNS.append((ctx.task_id, ctx.attempt))
+        await asyncio.sleep(0.005)
+
+    @registry.job("test.big_result", params=SizeParams)
+    async def big_result(ctx: JobContext, params: SizeParams) -> str:
+        """Returns a string of `size` characters."""
+        return "x" * params.size
+
+    @registry.job("test.not_json", params=EchoParams)
+    async def not_json(ctx: JobContext, params: EchoParams) -> Any:
+        """Returns something that is not JSON."""
+        return {1, 2, 3}
+
+    @registry.job("test.progress", params=ProgressParams)
+    async def progress(ctx: JobContext, params: ProgressParams) -> int:
+        """Reports progress `updates` times as fast as it can."""
+        for i in range(1, params.updates + 1):
+            ctx.progress(100 * i / params.updates, f"update {i}", items_processed=i)
+            if i % 50 == 0:
+                await asyncio.sleep(0)
+        await asyncio.sleep(0.3)
+        return params.updates
+
+    registry.job("test.slow_prepare", params=SleepParams, prepare=_sleep_in_prepare)(_nothing)
+    registry.job("test.slow_collect", params=SleepParams, collect=_sleep_in_collect)(_nothing)

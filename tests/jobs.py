@@ -7,6 +7,8 @@ subprocess tests use the sleeping ones, with TASKSTATE_JOBS=tests.jobs.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections import defaultdict
 from typing import Any
 
@@ -49,11 +51,13 @@ class ProgressParams(BaseModel):
 
 
 async def _sleep_in_prepare(ctx: JobContext, params: SleepParams) -> None:
-    await asyncio.sleep(params.seconds)
+    if ctx.attempt == 1:
+        await asyncio.sleep(params.seconds)
 
 
 async def _sleep_in_collect(ctx: JobContext, result: Any) -> Any:
-    await asyncio.sleep(ctx.params.seconds)
+    if ctx.attempt == 1:
+        await asyncio.sleep(ctx.params.seconds)
     return result
 
 
@@ -110,6 +114,11 @@ def register(registry: JobRegistry) -> None:
                 await asyncio.sleep(0)
         await asyncio.sleep(0.3)
         return params.updates
+
+    @registry.job("test.crash", params=EchoParams)
+    async def crash(ctx: JobContext, params: EchoParams) -> None:
+        """Kills its own server process, every time (a job that takes its worker down)."""
+        os.kill(os.getpid(), signal.SIGKILL)
 
     registry.job("test.slow_prepare", params=SleepParams, prepare=_sleep_in_prepare)(_nothing)
     registry.job("test.slow_collect", params=SleepParams, collect=_sleep_in_collect)(_nothing)

@@ -79,12 +79,13 @@ tasks = sa.Table(
     sa.Column("finished_at", UTCDateTime),
     sa.Column("worker_id", sa.String(64)),
     sa.Column("heartbeat_at", UTCDateTime),
-    sa.Column("checkpoint", JSONType),
+    sa.Column("checkpoint", sa.Text),  # JSON text: parsed (and validated) on restore
     sa.Column("checkpoint_at", UTCDateTime),
     sa.Column("restoration_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_restored_at", UTCDateTime),
     sa.Column("restoration_source", sa.String(32)),
     sa.Column("restoration_decision", sa.Text),
+    sa.Column("restore_pending", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("retry_of", sa.String(36)),
     sa.Column("last_reason", sa.Text),
     sa.Index(

@@ -163,6 +163,30 @@ class TaskTypeList(BaseModel):
     items: list[TaskTypePublic]
 
 
+class WorkerState(StrEnum):
+    RUNNING = "running"  #: heartbeating
+    STOPPED = "stopped"  #: shut down gracefully
+    LOST = "lost"  #: no heartbeat for longer than TASKSTATE_ORPHAN_AFTER_SECONDS
+
+
+class WorkerPublic(BaseModel):
+    """A taskstate instance (its supervisor)."""
+
+    id: str
+    host: str
+    pid: int
+    version: str
+    started_at: datetime
+    heartbeat_at: datetime
+    heartbeat_age_seconds: float
+    state: WorkerState
+    tasks: list[str] = Field(description="Ids of the non-terminal tasks it holds.")
+
+
+class WorkerList(BaseModel):
+    items: list[WorkerPublic]
+
+
 class HealthStatus(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, Any] = Field(default_factory=dict)

@@ -36,8 +36,8 @@ from taskstate.db import (
     utcnow,
     workers,
 )
-from taskstate.errors import NotFound, ValidationFailed
-from taskstate.states import State, can_transition, check_transition, is_terminal
+from taskstate.errors import InvalidTransition, NotFound, ValidationFailed
+from taskstate.states import HELD_STATES, State, can_transition, check_transition, is_terminal
 from taskstate.writer import TransitionRecord, WriteBatch, Writer
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ TRANSITION_FIELDS = frozenset(
         "restoration_decision",
         "items_processed",
         "items_failed",
+        "restore_pending",
     }
 )
 
@@ -423,8 +424,8 @@ class Store:
 
         await self._writer.submit(op)
 
-    async def save_checkpoint(self, task_id: str, guard: Guard, data: Any) -> bool:
-        """Store a job's checkpoint; False if the task is no longer this worker's to write."""
+    async def save_checkpoint(self, task_id: str, guard: Guard, data: str) -> bool:
+        """Store a job's checkpoint (JSON text); False if the task is no longer this worker's."""
         now = utcnow()
         stmt = (
             sa.update(tasks)
@@ -442,6 +443,76 @@ class Store:
             return (await wb.conn.execute(stmt)).first() is not None
 
         return await self._writer.submit(op)
+
+    async def sweep(self, *, me: str, orphan_after: float, default_timeout: float) -> list[TransitionResult]:
+        """Recover what lost workers held, and fail tasks stuck past their timeout.
+
+        A held task whose worker's heartbeat is older than `orphan_after` goes
+        `orphaned`, then `queued` (attempt + 1, to be restored) while it has
+        attempts left, else `failed` (`attempts_exhausted`). Every step is
+        guarded by the worker and attempt it read, so racing sweepers are harmless.
+        """
+
+        async def op(wb: WriteBatch) -> list[TransitionResult]:
+            return await _apply_sweep(wb, me, orphan_after, default_timeout)
+
+        return await self._writer.submit(op)
+
+    async def list_workers(self, *, orphan_after: float) -> list[dict[str, Any]]:
+        async with self.db.reader.connect() as conn:
+            rows = (
+                (await conn.execute(sa.select(workers).order_by(workers.c.started_at.desc()).limit(200)))
+                .mappings()
+                .all()
+            )
+            held = (
+                await conn.execute(
+                    sa.select(tasks.c.worker_id, tasks.c.id)
+                    .where(tasks.c.state.in_(ACTIVE_VALUES), tasks.c.worker_id.is_not(None))
+                    .order_by(tasks.c.created_at)
+                )
+            ).all()
+        by_worker: dict[str, list[str]] = {}
+        for worker_id, task_id in held:
+            by_worker.setdefault(worker_id, []).append(task_id)
+        now = utcnow()
+        result = []
+        for row in rows:
+            age = (now - row["heartbeat_at"]).total_seconds()
+            state = row["state"]
+            if state == "running" and age > orphan_after:
+                state = "lost"
+            result.append(
+                {
+                    "id": row["id"],
+                    "host": row["host"],
+                    "pid": row["pid"],
+                    "version": row["version"],
+                    "started_at": _iso(row["started_at"]),
+                    "heartbeat_at": _iso(row["heartbeat_at"]),
+                    "heartbeat_age_seconds": round(age, 3),
+                    "state": state,
+                    "tasks": by_worker.get(row["id"], []),
+                }
+            )
+        return result
+
+    async def count_stuck(self, default_timeout: float) -> int:
+        """Held tasks whose last sign of life is older than their timeout."""
+        async with self.db.reader.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(tasks.c.heartbeat_at, tasks.c.timeout_seconds).where(
+                        tasks.c.state.in_(_WATCHED)
+                    )
+                )
+            ).all()
+        now = utcnow()
+        return sum(
+            1
+            for beat, timeout in rows
+            if beat is not None and (now - beat).total_seconds() > (timeout or default_timeout)
+        )
 
     async def set_worker_state(self, worker_id: str, state: str) -> None:
         async def op(wb: WriteBatch) -> None:
@@ -703,16 +774,18 @@ async def _apply_transition(
 async def _apply_claim(wb: WriteBatch, worker_id: str, limit: int, is_sqlite: bool) -> list[dict[str, Any]]:
     now = utcnow()
     candidates = (
-        sa.select(tasks.c.id)
+        sa.select(tasks.c.id, tasks.c.restore_pending)
         .where(tasks.c.state == State.QUEUED.value, tasks.c.run_at <= now)
         .order_by(tasks.c.priority.desc(), tasks.c.created_at)
         .limit(limit)
     )
     if not is_sqlite:
         candidates = candidates.with_for_update(skip_locked=True)
-    ids = (await wb.conn.execute(candidates)).scalars().all()
-    if not ids:
+    found = (await wb.conn.execute(candidates)).all()
+    if not found:
         return []
+    ids = [r.id for r in found]
+    restoring = {r.id for r in found if r.restore_pending}
     rows = (
         (
             await wb.conn.execute(
@@ -725,6 +798,12 @@ async def _apply_claim(wb: WriteBatch, worker_id: str, limit: int, is_sqlite: bo
                     updated_at=now,
                     started_at=sa.func.coalesce(tasks.c.started_at, now),
                     last_reason="claimed",
+                    restore_pending=False,
+                    restoration_count=sa.case(
+                        (tasks.c.restore_pending, tasks.c.restoration_count + 1),
+                        else_=tasks.c.restoration_count,
+                    ),
+                    last_restored_at=sa.case((tasks.c.restore_pending, now), else_=tasks.c.last_restored_at),
                 )
                 .returning(*tasks.c)
             )
@@ -747,7 +826,128 @@ async def _apply_claim(wb: WriteBatch, worker_id: str, limit: int, is_sqlite: bo
                 task_payload(row, now),
             )
         )
-    return [dict(row) for row in claimed]
+    return [{**row, "restoring": row["id"] in restoring} for row in claimed]
+
+
+_HELD = tuple(sorted(s.value for s in HELD_STATES))
+_WATCHED = (State.PREPARING.value, State.RUNNING.value, State.COLLECTING.value)
+#: Workers gone this long, holding nothing, are forgotten.
+FORGET_WORKERS_AFTER = timedelta(days=1)
+
+
+async def _apply_sweep(
+    wb: WriteBatch, me: str, orphan_after: float, default_timeout: float
+) -> list[TransitionResult]:
+    conn = wb.conn
+    now = utcnow()
+    cutoff = now - timedelta(seconds=orphan_after)
+    await conn.execute(
+        sa.update(workers)
+        .where(workers.c.id != me, workers.c.heartbeat_at < cutoff, workers.c.state == "running")
+        .values(state="lost")
+    )
+    live = sa.select(workers.c.id).where(
+        sa.or_(workers.c.id == me, sa.and_(workers.c.heartbeat_at >= cutoff, workers.c.state == "running"))
+    )
+    lost = (
+        await conn.execute(
+            sa.select(tasks.c.id, tasks.c.state, tasks.c.worker_id, tasks.c.attempt, tasks.c.max_attempts)
+            .where(
+                sa.or_(
+                    sa.and_(
+                        tasks.c.state.in_(_HELD),
+                        sa.or_(tasks.c.worker_id.is_(None), tasks.c.worker_id.not_in(live)),
+                    ),
+                    tasks.c.state == State.ORPHANED.value,
+                )
+            )
+            .limit(500)
+        )
+    ).all()
+    results: list[TransitionResult] = []
+    for task_id, state, worker_id, attempt, max_attempts in lost:
+        try:
+            if state != State.ORPHANED.value:
+                guard = Guard(worker_id, attempt) if worker_id is not None else None
+                if not can_transition(state, State.ORPHANED):
+                    results.append(
+                        await _apply_transition(
+                            wb,
+                            task_id,
+                            State.FAILED,
+                            "worker_lost",
+                            "sweeper",
+                            guard,
+                            {"error": "its worker was lost while stopping", "error_type": "WorkerLost"},
+                        )
+                    )
+                    continue
+                orphaned = await _apply_transition(
+                    wb, task_id, State.ORPHANED, "worker_lost", "sweeper", guard, {}
+                )
+                results.append(orphaned)
+                if not orphaned.applied:
+                    continue
+            if attempt < max_attempts:
+                fields = {
+                    "attempt": attempt + 1,
+                    "worker_id": None,
+                    "restoration_source": "worker_lost",
+                    "restore_pending": True,
+                }
+                results.append(
+                    await _apply_transition(wb, task_id, State.QUEUED, "worker_lost", "sweeper", None, fields)
+                )
+            else:
+                fields = {
+                    "error": f"its worker was lost on each of its {max_attempts} attempts",
+                    "error_type": "WorkerLost",
+                }
+                results.append(
+                    await _apply_transition(
+                        wb, task_id, State.FAILED, "attempts_exhausted", "sweeper", None, fields
+                    )
+                )
+        except InvalidTransition:
+            continue  # it moved on under us: nothing to recover
+    # Stuck: held by a live worker, but no sign of life for longer than the task's timeout.
+    watched = (
+        await conn.execute(
+            sa.select(
+                tasks.c.id, tasks.c.heartbeat_at, tasks.c.timeout_seconds, tasks.c.worker_id, tasks.c.attempt
+            ).where(tasks.c.state.in_(_WATCHED), tasks.c.worker_id.in_(live))
+        )
+    ).all()
+    for task_id, beat, timeout, worker_id, attempt in watched:
+        limit = timeout or default_timeout
+        # The worker's own timeout normally fires first; this catches a job that ignores it.
+        if beat is None or (now - beat).total_seconds() <= limit + orphan_after:
+            continue
+        try:
+            results.append(
+                await _apply_transition(
+                    wb,
+                    task_id,
+                    State.FAILED,
+                    "timeout",
+                    "sweeper",
+                    Guard(worker_id, attempt),
+                    {"error": f"no progress for more than {limit:g} s", "error_type": "TimeoutError"},
+                )
+            )
+        except InvalidTransition:
+            continue
+    await conn.execute(
+        sa.delete(workers).where(
+            workers.c.heartbeat_at < now - FORGET_WORKERS_AFTER,
+            workers.c.id.not_in(
+                sa.select(tasks.c.worker_id).where(
+                    tasks.c.worker_id.is_not(None), tasks.c.state.in_(ACTIVE_VALUES)
+                )
+            ),
+        )
+    )
+    return results
 
 
 def retention_cutoff(days: float) -> datetime:

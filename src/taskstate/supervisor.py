@@ -76,6 +76,7 @@ class Supervisor:
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
         self.started = False
+        self.last_heartbeat = time.monotonic()
         store.on_commit(self._on_commit)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -186,7 +187,7 @@ class Supervisor:
             task_type=row["type"],
             params=_placeholder_params,
             attempt=row["attempt"],
-            restored_checkpoint=row["checkpoint"],
+            restored_checkpoint=None,
             reporter=self,
         )
         job = RunningJob(row["id"], guard, ctx)
@@ -204,15 +205,25 @@ class Supervisor:
 
     async def _run(self, job: RunningJob, row: Mapping[str, Any]) -> None:
         ctx = job.ctx
+        restoring = bool(row.get("restoring"))
         try:
             spec = self.registry.get(row["type"])
             ctx.params = spec.params_model.model_validate(row["params"])
         except TaskstateError as exc:
-            await self._fail(job, "unknown_task_type", str(exc), type(exc).__name__)
+            await self._fail(job, "unknown_task_type", str(exc), type(exc).__name__, restoring=restoring)
             return
         except ValidationError as exc:
-            await self._fail(job, "invalid_params", str(exc), "ValidationError")
+            reason = "invalid_params"
+            await self._fail(
+                job,
+                reason,
+                f"params no longer match the schema: {exc}",
+                "ValidationError",
+                restoring=restoring,
+            )
             return
+        if restoring:
+            job.extra = self._restoration(ctx, row)
         timeout = row["timeout_seconds"] or self.settings.task_timeout_seconds
         try:
             try:
@@ -233,11 +244,29 @@ class Supervisor:
             log.info("task %s failed: %r", job.task_id, exc)
             await self._fail(job, "error", str(exc) or type(exc).__name__, type(exc).__name__)
 
+    def _restoration(self, ctx: JobContext, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate what a re-queued task left behind, and decide how to run it again.
+
+        The type and params were checked by the caller (a mismatch fails the task);
+        here an unreadable checkpoint means starting fresh, with a warning on the task.
+        """
+        raw = row["checkpoint"]
+        if raw is None:
+            return {"restoration_decision": "proceed: no checkpoint, starting from the beginning"}
+        try:
+            ctx.restored_checkpoint = json.loads(raw)
+        except ValueError as exc:
+            warning = f"restored without its checkpoint, which is unreadable ({exc})"
+            log.warning("task %s: %s", ctx.task_id, warning)
+            ctx.message = warning
+            return {"restoration_decision": f"fresh: {warning}", "message": warning}
+        return {"restoration_decision": "proceed: from the last checkpoint"}
+
     async def _phases(self, job: RunningJob, spec: JobSpec) -> Any:
         ctx = job.ctx
         if spec.prepare is not None:
             await spec.prepare(ctx, ctx.params)
-        if not await self._move(job, State.RUNNING, "started"):
+        if not await self._move(job, State.RUNNING, "started", job.extra):
             return _STOP
         ctx.lifecycle_phase = "running"
         result = await spec.run(ctx, ctx.params)
@@ -267,14 +296,14 @@ class Supervisor:
         await self._flush_progress()
         await self._move(job, State.COMPLETED, "completed", {"result": result, **self._progress_fields(job)})
 
-    async def _fail(self, job: RunningJob, reason: str, error: str, error_type: str) -> None:
+    async def _fail(
+        self, job: RunningJob, reason: str, error: str, error_type: str, *, restoring: bool = False
+    ) -> None:
         await self._flush_progress()
-        await self._move(
-            job,
-            State.FAILED,
-            reason,
-            {"error": error, "error_type": error_type, **self._progress_fields(job, final=False)},
-        )
+        fields = {"error": error, "error_type": error_type, **self._progress_fields(job, final=False)}
+        if restoring:
+            fields["restoration_decision"] = f"failed: {error}"
+        await self._move(job, State.FAILED, reason, fields)
 
     async def _after_stop(self, job: RunningJob) -> None:
         """Bookkeeping once a job stopped for `job.cancel_reason`."""
@@ -294,7 +323,7 @@ class Supervisor:
                 job,
                 State.QUEUED,
                 "server_restart",
-                {"worker_id": None, "restoration_source": "server_restart"},
+                {"worker_id": None, "restoration_source": "server_restart", "restore_pending": True},
             )
 
     def _progress_fields(self, job: RunningJob, final: bool = True) -> dict[str, Any]:
@@ -317,6 +346,8 @@ class Supervisor:
         """One of this job's own transitions; False when the task is no longer ours to move."""
         delay = 0.1
         deadline = time.monotonic() + 30
+        if not is_terminal(to):
+            fields = {**(fields or {}), "heartbeat_at": utcnow()}
         while True:
             try:
                 result = await self.store.transition(
@@ -379,14 +410,15 @@ class Supervisor:
         if job is None:
             raise JobCancelled(ctx.task_id)
         try:
-            size = len(json.dumps(data, separators=(",", ":")).encode())
+            text = json.dumps(data, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"checkpoint is not JSON: {exc}") from exc
+        size = len(text.encode())
         if size > self.settings.max_checkpoint_bytes:
             raise CheckpointTooLarge(
                 f"checkpoint is {size} bytes; the limit is {self.settings.max_checkpoint_bytes}"
             )
-        if not await self.store.save_checkpoint(ctx.task_id, job.guard, data):
+        if not await self.store.save_checkpoint(ctx.task_id, job.guard, text):
             ctx.cancelled.set()
             raise JobCancelled(ctx.task_id)
 
@@ -428,12 +460,36 @@ class Supervisor:
         await self.store.write_progress(updates)
 
     async def _heartbeat_loop(self) -> None:
+        """One heartbeat write per instance per period, then a sweep for lost workers' tasks."""
         while True:
             await asyncio.sleep(self.settings.heartbeat_seconds)
             try:
                 await self.store.heartbeat(self.worker_id)
+                self.last_heartbeat = time.monotonic()
             except Exception:
                 log.exception("heartbeat failed")
+                continue
+            try:
+                results = await self.store.sweep(
+                    me=self.worker_id,
+                    orphan_after=self.settings.orphan_after_seconds,
+                    default_timeout=self.settings.task_timeout_seconds,
+                )
+                for result in results:
+                    if result.applied:
+                        log.warning(
+                            "sweeper: task %s %s -> %s",
+                            result.task.get("id"),
+                            result.from_state,
+                            result.to_state,
+                        )
+            except Exception:
+                log.exception("sweep failed")
+
+    @property
+    def heartbeat_lag(self) -> float:
+        """Seconds since this instance's last successful heartbeat."""
+        return time.monotonic() - self.last_heartbeat
 
 
 class _Placeholder:

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from taskstate.api.deps import ServicesDep
 from taskstate.api.errors import error_responses
 from taskstate.migrations import current_revision, head_revision
-from taskstate.schemas import HealthStatus, ResetResult, TaskTypeList
+from taskstate.schemas import HealthStatus, ResetResult, TaskTypeList, WorkerList
 
 router = APIRouter()
 
@@ -29,6 +29,12 @@ async def reset(services: ServicesDep) -> dict[str, Any]:
     results = await services.store.cancel_active(reason="reset", actor="admin")
     services.supervisor.stop_all_local()
     return {"reset": sum(1 for r in results if r.applied)}
+
+
+@router.get("/api/v2/workers", operation_id="list_workers", response_model=WorkerList, tags=["admin"])
+async def list_workers(services: ServicesDep) -> dict[str, Any]:
+    """The instances, newest first, with their heartbeat age and the tasks they hold."""
+    return {"items": await services.store.list_workers(orphan_after=services.settings.orphan_after_seconds)}
 
 
 @router.get(
@@ -65,17 +71,32 @@ async def healthz() -> dict[str, Any]:
     tags=["health"],
 )
 async def readyz(services: ServicesDep) -> Any:
-    """Readiness: the database answers, the schema is at head, the supervisor runs."""
+    """Readiness: the database answers, the schema is at head, the supervisor runs and heartbeats.
+
+    `stuck_tasks` (held tasks with no sign of life for longer than their timeout) is reported
+    without failing readiness: the sweeper fails them.
+    """
+    settings = services.settings
     checks: dict[str, Any] = {}
+    stuck: int | None = None
     try:
         await services.store.ping()
         checks["database"] = "ok"
         revision = await current_revision(services.store.db.reader)
-        checks["migrations"] = "ok" if revision == head_revision() else f"at {revision}"
+        checks["migrations"] = (
+            "ok" if revision == head_revision() else f"at {revision}, head is {head_revision()}"
+        )
+        stuck = await services.store.count_stuck(settings.task_timeout_seconds)
     except Exception as exc:
         checks["database"] = f"unreachable: {type(exc).__name__}"
-    if services.settings.run_supervisor:
-        checks["supervisor"] = "ok" if services.supervisor.alive else "stopped"
+    if settings.run_supervisor:
+        supervisor = services.supervisor
+        checks["supervisor"] = "ok" if supervisor.alive else "stopped"
+        lag = supervisor.heartbeat_lag
+        limit = max(3 * settings.heartbeat_seconds, settings.heartbeat_seconds + 5)
+        checks["heartbeat"] = "ok" if lag <= limit else f"lagging: last heartbeat {lag:.1f} s ago"
     ok = all(v == "ok" for v in checks.values())
+    if stuck is not None:
+        checks["stuck_tasks"] = stuck
     body = {"status": "ok" if ok else "unavailable", "checks": checks}
     return body if ok else JSONResponse(body, status_code=503)

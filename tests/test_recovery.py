@@ -1,0 +1,179 @@
+"""Recovery with real processes and real signals: nothing is ever left stuck.
+
+Each test runs `taskstate serve` as a subprocess on the test's database,
+kills it (SIGKILL, or SIGTERM for the graceful path), restarts it on the
+same database, and reads the task's transition rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.processes import ServerProcess
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+async def proc(database_url: str, tmp_path: Path) -> AsyncIterator[ServerProcess]:
+    server = ServerProcess(database_url, tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop_quietly()
+
+
+async def create(base_url: str, type: str, **body: Any) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        response = await client.post("/api/v2/tasks", json={"type": type, **body})
+        assert response.status_code == 201, response.text
+        task: dict[str, Any] = response.json()
+        return task
+
+
+async def get(base_url: str, task_id: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        response = await client.get(f"/api/v2/tasks/{task_id}")
+        assert response.status_code == 200, response.text
+        task: dict[str, Any] = response.json()
+        return task
+
+
+async def rows(base_url: str, task_id: str) -> list[tuple[str | None, str, str, str]]:
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        response = await client.get(f"/api/v2/tasks/{task_id}/transitions")
+        assert response.status_code == 200, response.text
+        return [(r["from_state"], r["to_state"], r["reason"], r["actor"]) for r in response.json()["items"]]
+
+
+async def wait_until(base_url: str, task_id: str, predicate: Any, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        task = await get(base_url, task_id)
+        if predicate(task):
+            return task
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; task is {task['state']}: {task}")
+        await asyncio.sleep(0.05)
+
+
+def path_of(transitions: list[tuple[str | None, str, str, str]]) -> list[str]:
+    return [transitions[0][0] or "∅"] + [to for _, to, _, _ in transitions]
+
+
+async def test_sigkill_mid_count_resumes_from_checkpoint(proc: ServerProcess) -> None:
+    await proc.start()
+    task = await create(proc.url, "demo.count", params={"to": 40, "delay": 0.05})
+    await wait_until(proc.url, task["id"], lambda t: t["items_processed"] >= 5 and t["has_checkpoint"])
+    await proc.kill()
+
+    restarted = time.monotonic()
+    await proc.start()
+    requeued = await wait_until(proc.url, task["id"], lambda t: t["restoration_count"] >= 1)
+    recovery = time.monotonic() - restarted
+    done = await wait_until(proc.url, task["id"], lambda t: t["is_terminal"])
+
+    assert done["state"] == "completed", done
+    assert done["result"]["final"] == 40
+    # It resumed from its checkpoint, not from 0.
+    assert done["result"]["counted_from_restart"] >= 5
+    assert done["restoration_count"] == 1
+    assert done["restoration_source"] == "worker_lost"
+    assert done["last_restored_at"] is not None
+    assert done["restoration_decision"].startswith("proceed")
+    assert done["attempt"] == 2
+    transitions = await rows(proc.url, task["id"])
+    assert path_of(transitions) == [
+        "∅",
+        "queued",
+        "preparing",
+        "running",
+        "orphaned",
+        "queued",
+        "preparing",
+        "running",
+        "collecting",
+        "completed",
+    ]
+    assert transitions[3][2:] == ("worker_lost", "sweeper")
+    assert transitions[4][2:] == ("worker_lost", "sweeper")
+    # Orphan timeout (2 s) plus a sweep (0.5 s) plus start-up: never much more.
+    assert recovery < 2 + 0.5 + 5, f"re-queued {recovery:.1f}s after the restart"
+    assert requeued["restoration_count"] == 1
+
+
+@pytest.mark.parametrize("job", ["test.slow_prepare", "test.slow_collect"])
+async def test_sigkill_in_preparing_or_collecting(proc: ServerProcess, job: str) -> None:
+    await proc.start()
+    task = await create(proc.url, job, params={"seconds": 60})
+    blocked_in = "preparing" if job == "test.slow_prepare" else "collecting"
+    await wait_until(proc.url, task["id"], lambda t: t["state"] == blocked_in)
+    await proc.kill()
+    await proc.start()
+    done = await wait_until(proc.url, task["id"], lambda t: t["is_terminal"])
+    assert done["state"] == "completed"
+    assert done["restoration_count"] == 1
+    path = path_of(await rows(proc.url, task["id"]))
+    i = path.index("orphaned")
+    assert path[i - 1] == blocked_in
+    assert path[i:] == ["orphaned", "queued", "preparing", "running", "collecting", "completed"]
+
+
+async def test_sigterm_hands_back_and_restart_resumes_at_once(database_url: str, tmp_path: Path) -> None:
+    # A long orphan timeout: the restart must not need the sweeper to pick the task up.
+    proc = ServerProcess(database_url, tmp_path, TASKSTATE_ORPHAN_AFTER_SECONDS=60)
+    try:
+        await proc.start()
+        task = await create(proc.url, "demo.count", params={"to": 60, "delay": 0.05})
+        await wait_until(proc.url, task["id"], lambda t: t["items_processed"] >= 5 and t["has_checkpoint"])
+        code = await proc.terminate()
+        # uvicorn shuts down gracefully, then re-raises the signal: 128 + 15 to a shell.
+        assert code in (0, -signal.SIGTERM), proc.log_text()
+        restarted = time.monotonic()
+        await proc.start()
+        await wait_until(proc.url, task["id"], lambda t: t["state"] in ("running", "collecting", "completed"))
+        resumed = time.monotonic() - restarted
+        done = await wait_until(proc.url, task["id"], lambda t: t["is_terminal"])
+        transitions = await rows(proc.url, task["id"])
+    finally:
+        proc.stop_quietly()
+    assert resumed < 10, f"resumed {resumed:.1f}s after the restart"
+    assert done["state"] == "completed"
+    assert done["restoration_source"] == "server_restart"
+    assert done["restoration_count"] == 1
+    assert done["attempt"] == 1, "a graceful restart does not use up an attempt"
+    assert done["result"]["counted_from_restart"] >= 5
+    handback = [(f, t, reason) for f, t, reason, _ in transitions if reason == "server_restart"]
+    assert handback == [("running", "orphaned", "server_restart"), ("orphaned", "queued", "server_restart")]
+
+
+async def test_a_task_that_kills_its_worker_ends_attempts_exhausted(proc: ServerProcess) -> None:
+    await proc.start()
+    task = await create(proc.url, "test.crash", max_attempts=2)
+    for _ in range(4):
+        await proc.wait_exit(timeout=30)  # the job kills the server
+        await proc.start()
+        state = (await get(proc.url, task["id"]))["state"]
+        if state == "failed":
+            break
+        try:
+            await wait_until(proc.url, task["id"], lambda t: t["state"] == "failed", timeout=6)
+            break
+        except (AssertionError, httpx.TransportError):
+            continue  # it crashed the server again
+    done = await wait_until(proc.url, task["id"], lambda t: t["is_terminal"])
+    assert done["state"] == "failed"
+    assert done["reason"] == "attempts_exhausted"
+    assert done["attempt"] == 2
+    assert done["error_type"] == "WorkerLost"
+    path = path_of(await rows(proc.url, task["id"]))
+    assert path.count("orphaned") == 2
+    assert path[-2:] == ["orphaned", "failed"]

@@ -53,7 +53,7 @@ class ServerProcess:
             "PYTHONPATH": str(REPO),
         }
         self.starts += 1
-        log = open(self.workdir / f"server-{self.port}-{self.starts}.log", "wb")  # noqa: SIM115
+        log = open(self.workdir / f"server-{self.port}-{self.starts}.log", "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "taskstate", "serve", "--port", str(self.port), "--log-level", "warning"],
             cwd=self.workdir,

@@ -100,6 +100,11 @@ def register(registry: JobRegistry) -> None:
         """Returns a string of `size` characters."""
         return "x" * params.size
 
+    @registry.job("test.checkpoint", params=SizeParams)
+    async def checkpoint(ctx: JobContext, params: SizeParams) -> None:
+        """Checkpoints a string of `size` characters."""
+        await ctx.checkpoint("x" * params.size)
+
     @registry.job("test.not_json", params=EchoParams)
     async def not_json(ctx: JobContext, params: EchoParams) -> Any:
         """Returns something that is not JSON."""

@@ -371,7 +371,7 @@ class Store:
 
         return await self._writer.submit(op)
 
-    async def delete_finished_before(self, cutoff: datetime, *, batch_size: int = 1000) -> int:
+    async def delete_finished_before(self, cutoff: datetime, *, batch_size: int = 500) -> int:
         """Delete terminal tasks finished before `cutoff`, with their rows, a batch per transaction."""
         deleted = 0
         while True:
@@ -858,7 +858,8 @@ async def _apply_sweep(
                         tasks.c.state.in_(_HELD),
                         sa.or_(tasks.c.worker_id.is_(None), tasks.c.worker_id.not_in(live)),
                     ),
-                    tasks.c.state == State.ORPHANED.value,
+                    # Orphaned and left there (a hand-back cut short): finish the job.
+                    sa.and_(tasks.c.state == State.ORPHANED.value, tasks.c.updated_at < cutoff),
                 )
             )
             .limit(500)

@@ -469,6 +469,8 @@ class Supervisor:
             except Exception:
                 log.exception("heartbeat failed")
                 continue
+            if self._stopping:
+                continue  # handing our own tasks back; sweeping now would race with that
             try:
                 results = await self.store.sweep(
                     me=self.worker_id,

@@ -126,6 +126,7 @@ async def test_retention_deletes_exactly_the_old_terminal_tasks_without_blocking
             )
         ).scalar_one()
     assert remaining == kept | set(created)
+    assert remaining.isdisjoint(old)
     assert orphan_rows == 0
     worst = max(latencies)
     print(

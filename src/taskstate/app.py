@@ -22,7 +22,7 @@ from taskstate.api.errors import BodyLimitMiddleware, install_error_handlers
 from taskstate.bus import EventBus
 from taskstate.config import Settings
 from taskstate.db import open_database
-from taskstate.jobs import JobRegistry
+from taskstate.jobs import JobLogHandler, JobRegistry
 from taskstate.migrations import upgrade_to_head
 from taskstate.store import Store, retention_cutoff
 from taskstate.supervisor import Supervisor
@@ -87,9 +87,12 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
         if settings.run_supervisor:
             await supervisor.start()
         retention = asyncio.create_task(_retention_loop(services))
+        job_logs = JobLogHandler()
+        logging.getLogger().addHandler(job_logs)
         try:
             yield
         finally:
+            logging.getLogger().removeHandler(job_logs)
             retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await retention

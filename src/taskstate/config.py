@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(5, gt=0, validation_alias=_env("TASKSTATE_HEARTBEAT_SECONDS"))
     orphan_after_seconds: float = Field(30, gt=0, validation_alias=_env("TASKSTATE_ORPHAN_AFTER_SECONDS"))
     cancel_grace_seconds: float = Field(5, ge=0, validation_alias=_env("TASKSTATE_CANCEL_GRACE_SECONDS"))
+    stop_grace_seconds: float = Field(10, ge=0, validation_alias=_env("TASKSTATE_STOP_GRACE_SECONDS"))
+    max_log_lines: int = Field(10_000, ge=10, validation_alias=_env("TASKSTATE_MAX_LOG_LINES"))
     shutdown_grace_seconds: float = Field(10, ge=0, validation_alias=_env("TASKSTATE_SHUTDOWN_GRACE_SECONDS"))
     poll_seconds: float = Field(1.0, gt=0, validation_alias=_env("TASKSTATE_POLL_SECONDS"))
     progress_flush_seconds: float = Field(

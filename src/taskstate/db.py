@@ -88,6 +88,14 @@ tasks = sa.Table(
     sa.Column("restore_pending", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("retry_of", sa.String(36)),
     sa.Column("last_reason", sa.Text),
+    # 0002: service jobs, questions, logs, the run report
+    sa.Column("endpoint", sa.Text),
+    sa.Column("service_info", JSONType),
+    sa.Column("pending_questions", JSONType),
+    sa.Column("log_seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("execution_summary", JSONType),
+    sa.Column("phase_results", JSONType),
+    sa.Column("system_info", JSONType),
     sa.Index(
         "ix_tasks_queue",
         sa.text("priority DESC"),
@@ -132,6 +140,37 @@ seq_counter = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+questions = sa.Table(
+    "questions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("task_id", sa.String(36), nullable=False),
+    # Which ask() of the job this is: given by the job, or "q<n>" for its n-th question.
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("question", sa.Text, nullable=False),
+    sa.Column("choices", JSONType),
+    sa.Column("context", JSONType),
+    sa.Column("asked_at", UTCDateTime, nullable=False),
+    sa.Column("timeout_at", UTCDateTime),
+    sa.Column("default_answer", JSONType),
+    sa.Column("status", sa.String(16), nullable=False),  # pending | answered | expired
+    sa.Column("answer", JSONType),
+    sa.Column("answered_at", UTCDateTime),
+    sa.Column("answered_by", sa.String(200)),
+    sa.UniqueConstraint("task_id", "key", name="uq_questions_task_key"),
+    sa.Index("ix_questions_pending", "status", "asked_at"),
+)
+
+task_logs = sa.Table(
+    "task_logs",
+    metadata,
+    sa.Column("task_id", sa.String(36), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
 )
 
 workers = sa.Table(

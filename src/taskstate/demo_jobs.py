@@ -5,11 +5,13 @@ They exist so that a new user, the UI and the tests can see every state.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskstate.jobs import JobContext, JobRegistry, NoParams
+from taskstate.schemas import TaskKind
 
 
 class SleepParams(BaseModel):
@@ -32,6 +34,15 @@ class CountParams(BaseModel):
     delay: float = Field(0.5, ge=0, le=3600, description="Seconds between counts.")
 
 
+class AskParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field("Proceed?", min_length=1, max_length=2000)
+    choices: list[str] = Field(default_factory=lambda: ["yes", "no"], max_length=50)
+    timeout_seconds: float | None = Field(None, gt=0, le=7 * 86_400, description="Then the default answer.")
+    default: str | None = Field(None, max_length=2000, description="The answer when the timeout passes.")
+
+
 class DemoFailure(RuntimeError):
     """The error demo.fail raises on purpose."""
 
@@ -46,6 +57,7 @@ def register(registry: JobRegistry) -> None:
         """Sleeps in steps, reporting progress at each; honours cancellation between steps."""
         for step in range(1, params.steps + 1):
             await ctx.sleep(params.seconds / params.steps)
+            ctx.log(f"step {step} of {params.steps}")
             ctx.progress(
                 100 * step / params.steps,
                 f"step {step} of {params.steps}",
@@ -58,6 +70,30 @@ def register(registry: JobRegistry) -> None:
     async def fail(ctx: JobContext, params: FailParams) -> None:
         """Raises in `running`: the task ends `failed` with the message as its error."""
         raise DemoFailure(params.message)
+
+    @registry.job("demo.serve", params=NoParams, kind=TaskKind.SERVICE)
+    async def serve(ctx: JobContext, params: NoParams) -> dict[str, Any]:
+        """Reaches `serving` and stays up until stopped or cancelled."""
+        started = time.monotonic()
+        ctx.log("starting the demo service")
+        await ctx.serving(endpoint="demo://serve", info={"kind": "demo", "started": time.time()})
+        ctx.log("serving")
+        await ctx.until_stopped()
+        ctx.log("shutting down")
+        return {"served_seconds": round(time.monotonic() - started, 3)}
+
+    @registry.job("demo.ask", params=AskParams)
+    async def ask(ctx: JobContext, params: AskParams) -> dict[str, Any]:
+        """Asks a question, waits for the answer, completes with it."""
+        answer = await ctx.ask(
+            params.question,
+            choices=params.choices or None,
+            key="demo.ask",
+            timeout_seconds=params.timeout_seconds,
+            default=params.default,
+        )
+        ctx.log(f"answered: {answer!r}")
+        return {"answer": answer}
 
     @registry.job("demo.count", params=CountParams)
     async def count(ctx: JobContext, params: CountParams) -> dict[str, Any]:

@@ -9,8 +9,10 @@ the `preparing` and `collecting` phases.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -127,6 +129,57 @@ class ContextReporter(Protocol):
 
     async def save_checkpoint(self, ctx: JobContext, data: Any) -> None: ...
 
+    def log(self, ctx: JobContext, level: str, message: str) -> None: ...
+
+    async def mark_serving(self, ctx: JobContext, endpoint: str | None, info: Any) -> None: ...
+
+    async def ask(
+        self,
+        ctx: JobContext,
+        question: str,
+        choices: list[str] | None,
+        context: Any,
+        key: str | None,
+        timeout_seconds: float | None,
+        default: Any,
+    ) -> Any: ...
+
+
+#: The context of the job running in this asyncio task (for the logging handler).
+current_context: contextvars.ContextVar[JobContext | None] = contextvars.ContextVar(
+    "taskstate_job_context", default=None
+)
+
+#: Loggers whose records are taskstate's own (or its libraries'), never a job's log.
+_NOT_JOB_LOGGERS = (
+    "taskstate",
+    "sqlalchemy",
+    "alembic",
+    "asyncio",
+    "uvicorn",
+    "httpx",
+    "httpcore",
+    "websockets",
+    "aiosqlite",
+    "asyncpg",
+)
+
+
+class JobLogHandler(logging.Handler):
+    """Sends the `logging` records a job emits while it runs to that task's log."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        ctx = current_context.get()
+        if ctx is None or record.name.startswith(_NOT_JOB_LOGGERS):
+            return
+        try:
+            message = record.getMessage()
+            if record.exc_info:
+                message += "\n" + logging.Formatter().formatException(record.exc_info)
+            ctx.log(message, level=record.levelname.lower())
+        except Exception:
+            self.handleError(record)
+
 
 class JobContext:
     """The running task, as its job sees it.
@@ -140,7 +193,7 @@ class JobContext:
         *,
         task_id: str,
         task_type: str,
-        params: BaseModel,
+        params: Any,
         attempt: int,
         restored_checkpoint: Any,
         reporter: ContextReporter,
@@ -153,6 +206,8 @@ class JobContext:
         self.restored_checkpoint = restored_checkpoint
         #: Set when the task is cancelled (or stopped); a job should wind down promptly.
         self.cancelled = asyncio.Event()
+        #: Set when a serving service job is asked to stop (`POST /tasks/{id}/stop`).
+        self.stop_requested = asyncio.Event()
         self.phase: str | None = None
         self.lifecycle_phase = "preparing"
         self.progress_value = 0.0
@@ -185,6 +240,43 @@ class JobContext:
     async def checkpoint(self, data: Any) -> None:
         """Store `data` (JSON) durably; a restored run receives the last one as `restored_checkpoint`."""
         await self._reporter.save_checkpoint(self, data)
+
+    def log(self, message: str, level: str = "info") -> None:
+        """Add a line to the task's log (also streamed live as a `log` event)."""
+        self._reporter.log(self, level, str(message))
+
+    async def serving(self, endpoint: str | None = None, info: Any = None) -> None:
+        """A service job is up: the task goes `serving`, showing `endpoint` and `info`."""
+        await self._reporter.mark_serving(self, endpoint, info)
+
+    async def until_stopped(self) -> None:
+        """Wait until the service is asked to stop (or the task is cancelled)."""
+        stop = asyncio.ensure_future(self.stop_requested.wait())
+        cancel = asyncio.ensure_future(self.cancelled.wait())
+        try:
+            await asyncio.wait({stop, cancel}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            cancel.cancel()
+
+    async def ask(
+        self,
+        question: str,
+        choices: list[str] | None = None,
+        *,
+        context: Any = None,
+        key: str | None = None,
+        timeout_seconds: float | None = None,
+        default: Any = None,
+    ) -> Any:
+        """Ask a person and wait for the answer (one of `choices`, if given).
+
+        The question survives restarts: a restored job asking again under the same `key`
+        (by default, the same position among this job's questions) gets the stored answer
+        at once, or waits on the same pending question. After `timeout_seconds` the answer
+        is `default`.
+        """
+        return await self._reporter.ask(self, question, choices, context, key, timeout_seconds, default)
 
     def raise_if_cancelled(self) -> None:
         if self.cancelled.is_set():

@@ -60,11 +60,47 @@ class TaskBatchCreate(BaseModel):
 
 
 class PendingQuestion(BaseModel):
+    """A question a job asked and waits on."""
+
     id: str
     question: str
     choices: list[str] | None = None
     context: Any = None
     asked_at: datetime
+    timeout_at: datetime | None = None
+
+
+class QuestionPublic(PendingQuestion):
+    """A question, in the inbox of every pending question."""
+
+    task_id: str
+    task_name: str
+    task_type: str
+    status: Literal["pending", "answered", "expired"]
+    answer: Any = None
+    answered_at: datetime | None = None
+
+
+class QuestionList(BaseModel):
+    items: list[QuestionPublic]
+
+
+class AnswerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    answer: Any = Field(description="One of the question's `choices`, if it has any; else any JSON value.")
+
+
+class LogLine(BaseModel):
+    seq: int
+    at: datetime
+    level: Literal["debug", "info", "warning", "error", "critical"]
+    message: str
+
+
+class LogPage(BaseModel):
+    items: list[LogLine]
+    next_after: int = Field(description="Pass as `after` to read on.")
 
 
 class TaskPublic(BaseModel):
@@ -110,6 +146,14 @@ class TaskPublic(BaseModel):
     pending_questions: list[PendingQuestion]
     waiting_for_input: bool
     retry_of: str | None
+    endpoint: str | None = Field(description="Where a serving service job can be reached.")
+    service_info: Any = Field(description="What a service job said about itself when it came up.")
+    log_lines: int = Field(description="How many log lines the task has written (seq of the last).")
+    execution_summary: dict[str, Any] | None = Field(
+        description="Run report: duration, attempts, items processed and failed."
+    )
+    phase_results: dict[str, float] | None = Field(description="Run report: seconds spent in each state.")
+    system_info: dict[str, Any] | None = Field(description="Run report: host, pid, versions.")
 
 
 class TaskPage(BaseModel):

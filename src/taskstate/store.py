@@ -15,11 +15,11 @@ import binascii
 import json
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,7 +30,9 @@ from taskstate.db import (
     ACTIVE_VALUES,
     TERMINAL_VALUES,
     Database,
+    questions,
     seq_counter,
+    task_logs,
     tasks,
     transitions,
     utcnow,
@@ -41,6 +43,8 @@ from taskstate.states import HELD_STATES, State, can_transition, check_transitio
 from taskstate.writer import TransitionRecord, WriteBatch, Writer
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Columns a transition may set besides the state (anything else is a bug in the caller).
 TRANSITION_FIELDS = frozenset(
@@ -63,6 +67,11 @@ TRANSITION_FIELDS = frozenset(
         "items_processed",
         "items_failed",
         "restore_pending",
+        "endpoint",
+        "service_info",
+        "execution_summary",
+        "phase_results",
+        "system_info",
     }
 )
 
@@ -194,9 +203,15 @@ def task_payload(row: Mapping[Any, Any], now: datetime | None = None) -> dict[st
         "last_restored_at": _iso(row["last_restored_at"]),
         "restoration_source": row["restoration_source"],
         "restoration_decision": row["restoration_decision"],
-        "pending_questions": [],
-        "waiting_for_input": False,
+        "pending_questions": row["pending_questions"] or [],
+        "waiting_for_input": bool(row["pending_questions"]),
         "retry_of": row["retry_of"],
+        "endpoint": row["endpoint"],
+        "service_info": row["service_info"],
+        "log_lines": row["log_seq"],
+        "execution_summary": row["execution_summary"],
+        "phase_results": row["phase_results"],
+        "system_info": row["system_info"],
     }
 
 
@@ -266,6 +281,10 @@ class Store:
     def _notify_committed(self, records: list[TransitionRecord]) -> None:
         for listener in self._commit_listeners:
             listener(records)
+
+    async def write(self, op: Callable[[WriteBatch], Awaitable[T]]) -> T:
+        """Run `op` in the writer's next transaction (for writes that never change a state)."""
+        return await self._writer.submit(op)
 
     @property
     def writer_stats(self) -> tuple[int, int]:
@@ -389,7 +408,8 @@ class Store:
                     .all()
                 )
                 if ids:
-                    await wb.conn.execute(sa.delete(transitions).where(transitions.c.task_id.in_(ids)))
+                    for table in (transitions, questions, task_logs):
+                        await wb.conn.execute(sa.delete(table).where(table.c.task_id.in_(ids)))
                     await wb.conn.execute(sa.delete(tasks).where(tasks.c.id.in_(ids)))
                 return len(ids)
 
@@ -752,6 +772,7 @@ async def _apply_transition(
             values["started_at"] = sa.func.coalesce(tasks.c.started_at, now)
         if is_terminal(to.value):
             values["finished_at"] = now
+            values["pending_questions"] = None
             if to is State.COMPLETED:
                 values["progress"] = 100.0
         values.update(fields)
@@ -766,6 +787,12 @@ async def _apply_transition(
         row = (await conn.execute(stmt)).mappings().first()
         if row is None:
             continue  # changed under us: read again and decide again
+        if is_terminal(to.value):
+            await conn.execute(
+                sa.update(questions)
+                .where(questions.c.task_id == task_id, questions.c.status == "pending")
+                .values(status="expired", answered_at=now, answered_by=f"task {to.value}")
+            )
         rec = TransitionRecord(task_id, from_state, to.value, now, reason, actor, task_payload(row, now))
         wb.record(rec)
         return TransitionResult(Outcome.APPLIED, from_state, to.value, rec.task, rec)

@@ -7,10 +7,11 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from taskstate import questions
 from taskstate.api.deps import ServicesDep
 from taskstate.api.errors import error_responses
 from taskstate.migrations import current_revision, head_revision
-from taskstate.schemas import HealthStatus, ResetResult, TaskTypeList, WorkerList
+from taskstate.schemas import HealthStatus, QuestionList, ResetResult, TaskTypeList, WorkerList
 
 router = APIRouter()
 
@@ -35,6 +36,12 @@ async def reset(services: ServicesDep) -> dict[str, Any]:
 async def list_workers(services: ServicesDep) -> dict[str, Any]:
     """The instances, newest first, with their heartbeat age and the tasks they hold."""
     return {"items": await services.store.list_workers(orphan_after=services.settings.orphan_after_seconds)}
+
+
+@router.get("/api/v2/questions", operation_id="list_questions", response_model=QuestionList, tags=["tasks"])
+async def list_questions(services: ServicesDep) -> dict[str, Any]:
+    """Every pending question across tasks, oldest first: an approvals inbox."""
+    return {"items": await questions.pending(services.store)}
 
 
 @router.get(

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response, status
 
+from taskstate import questions, tasklog
 from taskstate.api.deps import ServicesDep
 from taskstate.api.errors import error_responses
-from taskstate.errors import InvalidTransition, NotFound, TaskstateError, ValidationFailed
+from taskstate.errors import InvalidTransition, NotFound, PayloadTooLarge, TaskstateError, ValidationFailed
 from taskstate.schemas import (
     MAX_PAGE,
+    AnswerRequest,
     CleanupRequest,
     CleanupResult,
+    LogPage,
     TaskBatchCreate,
     TaskCreate,
     TaskList,
@@ -193,6 +197,76 @@ async def cancel_task(task_id: str, services: ServicesDep) -> dict[str, Any]:
         raise InvalidTransition(result.from_state, State.CANCELLED.value)
     services.supervisor.cancel_local(task_id)
     return await services.store.get_task(task_id)
+
+
+@router.post(
+    "/{task_id}/stop",
+    operation_id="stop_task",
+    response_model=TaskPublic,
+    responses=error_responses(404, 409),
+)
+async def stop_task(task_id: str, services: ServicesDep) -> dict[str, Any]:
+    """Ask a `serving` service job to shut down: `stopping`, then `completed` once it has.
+
+    Stopping a task that is stopping already answers it again; any other state is a 409.
+    """
+    task_id = checked_id(task_id)
+    row = await services.store.get_task_row(task_id)
+    if row is None:
+        raise NotFound(f"no task with id {task_id!r}")
+    if row["state"] not in (State.SERVING, State.STOPPING):
+        raise InvalidTransition(
+            row["state"],
+            State.STOPPING.value,
+            f"only a serving task can be stopped, not a {row['state']} one",
+        )
+    result = await services.store.transition(task_id, State.STOPPING, reason="user", actor="api")
+    if result.outcome is Outcome.REFUSED:
+        raise InvalidTransition(result.from_state, State.STOPPING.value)
+    return await services.store.get_task(task_id)
+
+
+@router.post(
+    "/{task_id}/questions/{question_id}/answer",
+    operation_id="answer_question",
+    response_model=TaskPublic,
+    responses=error_responses(404, 409, 422),
+)
+async def answer_question(
+    task_id: str, question_id: str, body: AnswerRequest, services: ServicesDep
+) -> dict[str, Any]:
+    """Answer a question the task's job asked. 409 if it was answered already or the task has ended;
+    422 if the question has `choices` and the answer is not one of them."""
+    task_id = checked_id(task_id)
+    try:
+        question_id = str(uuid.UUID(question_id))
+    except ValueError:
+        raise NotFound(f"task {task_id} has no question {question_id!r}") from None
+    size = len(json.dumps(body.answer).encode())
+    if size > services.settings.max_params_bytes:
+        raise PayloadTooLarge(
+            f"the answer is {size} bytes; the limit is {services.settings.max_params_bytes}"
+        )
+    await questions.answer(services.store, task_id, question_id, body.answer, by="api")
+    services.supervisor.deliver_answer(task_id, question_id, body.answer)
+    return await services.store.get_task(task_id)
+
+
+@router.get(
+    "/{task_id}/logs",
+    operation_id="list_task_logs",
+    response_model=LogPage,
+    responses=error_responses(404, 422),
+)
+async def list_task_logs(
+    task_id: str,
+    services: ServicesDep,
+    after: Annotated[int, Query(ge=0, le=2**31, description="Only lines with a greater seq.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+) -> dict[str, Any]:
+    """The task's log lines after line `after`, oldest first."""
+    items = await tasklog.read(services.store, checked_id(task_id), after=after, limit=limit)
+    return {"items": items, "next_after": items[-1]["seq"] if items else after}
 
 
 @router.post(

@@ -1,0 +1,474 @@
+"""One attempt of one task: its job's lifecycle, from `preparing` to a final state.
+
+A `RunningJob` is the supervisor's side of a `JobContext`: it moves the
+task through its states (always guarded by this worker and this attempt),
+keeps progress and log lines in memory until the supervisor flushes them,
+persists checkpoints and questions, and decides what a stop means.
+
+Why a job stops is recorded before it is stopped (`stop_reason`): `user`
+(the task is already terminal), `timeout` (fail it), `stop` (a service that
+did not shut down in time: fail it), `shutdown` (hand it back to the queue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import platform
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from taskstate import __version__, questions, tasklog
+from taskstate.bus import Event
+from taskstate.config import Settings
+from taskstate.db import utcnow
+from taskstate.errors import TaskstateError
+from taskstate.jobs import CheckpointTooLarge, JobCancelled, JobContext, JobRegistry, JobSpec, current_context
+from taskstate.schemas import TaskKind
+from taskstate.states import State, is_terminal
+from taskstate.store import Guard, Outcome, ProgressUpdate, Store
+from taskstate.tasklog import LEVELS, LogLine
+
+log = logging.getLogger(__name__)
+
+LIVE_PROGRESS_INTERVAL = 0.1
+MAX_LOG_MESSAGE = 8192
+ANSWER_POLL_SECONDS = 1.0
+
+
+def system_info() -> dict[str, Any]:
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "taskstate_version": __version__,
+        "python_version": platform.python_version(),
+        "platform": sys.platform,
+    }
+
+
+@dataclass(frozen=True)
+class RunnerEnv:
+    """What every running job shares: the store, the settings, who this worker is."""
+
+    store: Store
+    registry: JobRegistry
+    settings: Settings
+    worker_id: str
+    actor: str
+    system_info: dict[str, Any]
+
+
+class _Stop(Exception):
+    """The task is no longer ours to move: end quietly."""
+
+
+class RunningJob:
+    """A claimed task whose job runs in this instance."""
+
+    def __init__(self, env: RunnerEnv, row: Mapping[str, Any]) -> None:
+        self.env = env
+        self.row = row
+        self.task_id: str = row["id"]
+        self.guard = Guard(env.worker_id, row["attempt"])
+        self.ctx = JobContext(
+            task_id=self.task_id,
+            task_type=row["type"],
+            params=None,
+            attempt=row["attempt"],
+            restored_checkpoint=None,
+            reporter=self,
+        )
+        self.task: asyncio.Task[None] | None = None
+        self.stop_reason: str | None = None
+        self.hard_stop: asyncio.TimerHandle | None = None
+        self.serving = False
+        self._last_live = 0.0
+        self._live_pending = False
+        self._dirty = False
+        self._log_seq: int = row.get("log_seq") or 0
+        self._log_buffer: list[LogLine] = []
+        self._asked = 0
+        self._answers: dict[str, asyncio.Future[Any]] = {}
+        # When this attempt entered each state, for the run report.
+        self._entered: list[tuple[str, datetime]] = [("preparing", row["updated_at"])]
+        if not row.get("restoring") and row["attempt"] == 1:
+            self._entered.insert(0, ("queued", row["created_at"]))
+
+    # -- control from the supervisor -------------------------------------------------------
+
+    def stop(self, reason: str, *, grace: float) -> None:
+        """Tell the job to stop now (its events fire); stop it hard after `grace` seconds."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        if reason == "stop":
+            self.ctx.stop_requested.set()
+        else:
+            self.ctx.cancelled.set()
+        if self.task is None or self.task.done():
+            return
+        if grace <= 0:
+            self.task.cancel()
+        elif self.hard_stop is None:
+            self.hard_stop = asyncio.get_running_loop().call_later(grace, self.task.cancel)
+
+    def deliver_answer(self, question_id: str, answer: Any) -> None:
+        waiter = self._answers.get(question_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(answer)
+
+    # -- the lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        current_context.set(self.ctx)
+        restoring = bool(self.row.get("restoring"))
+        try:
+            spec = self.env.registry.get(self.row["type"])
+            self.ctx.params = spec.params_model.model_validate(self.row["params"])
+        except TaskstateError as exc:
+            await self._fail("unknown_task_type", str(exc), type(exc).__name__, restoring=restoring)
+            return
+        except ValidationError as exc:
+            error = f"params no longer match the schema: {exc}"
+            await self._fail("invalid_params", error, "ValidationError", restoring=restoring)
+            return
+        started = self._restoration() if restoring else {}
+        timeout = self.row["timeout_seconds"] or self.env.settings.task_timeout_seconds
+        try:
+            try:
+                async with asyncio.timeout(timeout):
+                    result = await self._phases(spec, started)
+            except TimeoutError:
+                await self._fail("timeout", f"timed out after {timeout:g} s", "TimeoutError")
+                return
+            await self._complete(result)
+        except _Stop:
+            return
+        except JobCancelled:
+            await self._after_stop()
+        except asyncio.CancelledError:
+            await asyncio.shield(self._after_stop())
+            raise
+        except Exception as exc:
+            log.info("task %s failed: %r", self.task_id, exc)
+            await self._fail("error", str(exc) or type(exc).__name__, type(exc).__name__)
+
+    def _restoration(self) -> dict[str, Any]:
+        """Validate what a re-queued task left behind, and decide how to run it again.
+
+        The type and params were checked already (a mismatch fails the task); here an
+        unreadable checkpoint means starting fresh, with a warning in the task's log.
+        """
+        raw = self.row["checkpoint"]
+        if raw is None:
+            return {"restoration_decision": "proceed: no checkpoint, starting from the beginning"}
+        try:
+            self.ctx.restored_checkpoint = json.loads(raw)
+        except ValueError as exc:
+            warning = f"restored without its checkpoint, which is unreadable ({exc})"
+            self.log(self.ctx, "warning", warning)
+            self.ctx.message = warning
+            return {"restoration_decision": f"fresh: {warning}", "message": warning}
+        return {"restoration_decision": "proceed: from the last checkpoint"}
+
+    async def _phases(self, spec: JobSpec, started: dict[str, Any]) -> Any:
+        ctx = self.ctx
+        if spec.prepare is not None:
+            await spec.prepare(ctx, ctx.params)
+        await self._move(State.RUNNING, "started", started)
+        ctx.lifecycle_phase = "running"
+        result = await spec.run(ctx, ctx.params)
+        if ctx.cancelled.is_set():
+            raise JobCancelled(self.task_id)
+        if self.serving:
+            if not ctx.stop_requested.is_set():
+                await self._move(State.STOPPING, "exited")  # the service ended by itself
+            return result
+        await self._move(State.COLLECTING, "collecting")
+        ctx.lifecycle_phase = "collecting"
+        if spec.collect is not None:
+            result = await spec.collect(ctx, result)
+        return result
+
+    async def _complete(self, result: Any) -> None:
+        try:
+            size = len(json.dumps(result, separators=(",", ":"), allow_nan=False).encode())
+        except (TypeError, ValueError) as exc:
+            await self._fail("invalid_result", f"result is not JSON: {exc}", "TypeError")
+            return
+        limit = self.env.settings.max_result_bytes
+        if size > limit:
+            error = f"result is {size} bytes; the limit is {limit}"
+            await self._fail("result_too_large", error, "ResultTooLarge")
+            return
+        await self._move(State.COMPLETED, "completed", {"result": result, **self._final_fields()})
+
+    async def _fail(self, reason: str, error: str, error_type: str, *, restoring: bool = False) -> None:
+        fields = {
+            "error": error,
+            "error_type": error_type,
+            "progress": self.ctx.progress_value,
+            **self._final_fields(),
+        }
+        if restoring:
+            fields["restoration_decision"] = f"failed: {error}"
+        try:
+            await self._move(State.FAILED, reason, fields)
+        except _Stop:
+            pass
+
+    async def _after_stop(self) -> None:
+        """Bookkeeping once the job stopped, by what `stop_reason` says."""
+        try:
+            if self.stop_reason == "shutdown":
+                await self._move(State.ORPHANED, "server_restart")
+                requeue = {"worker_id": None, "restoration_source": "server_restart", "restore_pending": True}
+                await self._move(State.QUEUED, "server_restart", requeue)
+            elif self.stop_reason == "stop":
+                grace = self.env.settings.stop_grace_seconds
+                await self._fail("stop_timeout", f"did not shut down within {grace:g} s", "TimeoutError")
+            else:
+                # Already terminal (cancelled, reset, failed by the sweeper), or the job gave up itself.
+                await self._move(State.CANCELLED, "cancelled")
+        except _Stop:
+            pass
+
+    def _final_fields(self) -> dict[str, Any]:
+        ctx = self.ctx
+        now = utcnow()
+        phases: dict[str, float] = {}
+        marks = [*self._entered, ("end", now)]
+        for (state, at), (_, until) in itertools.pairwise(marks):
+            phases[state] = round(phases.get(state, 0.0) + (until - at).total_seconds(), 6)
+        first = self.row["started_at"] or self._entered[0][1]
+        return {
+            "phase": ctx.phase,
+            "message": ctx.message,
+            "items_processed": ctx.items_processed,
+            "items_failed": ctx.items_failed,
+            "execution_summary": {
+                "duration_seconds": round((now - first).total_seconds(), 6),
+                "attempts": self.row["attempt"],
+                "restorations": self.row["restoration_count"],
+                "items_processed": ctx.items_processed,
+                "items_failed": ctx.items_failed,
+                "log_lines": self._log_seq,
+            },
+            "phase_results": phases,
+            "system_info": self.env.system_info,
+        }
+
+    async def _move(self, to: State, reason: str, fields: Mapping[str, Any] | None = None) -> None:
+        """One of this job's own transitions; raises `_Stop` when the task is no longer ours."""
+        await self.flush_now()
+        if not is_terminal(to):
+            fields = {**(fields or {}), "heartbeat_at": utcnow()}
+        delay = 0.1
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                result = await self.env.store.transition(
+                    self.task_id, to, reason=reason, actor=self.env.actor, guard=self.guard, fields=fields
+                )
+                break
+            except TaskstateError as exc:
+                log.info("task %s: -> %s not applied: %s", self.task_id, to, exc)
+                raise _Stop from exc
+            except Exception:
+                if time.monotonic() > deadline:
+                    log.exception("task %s: giving up on writing %s", self.task_id, to)
+                    raise _Stop from None
+                log.warning("task %s: writing %s failed; retrying", self.task_id, to, exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        if result.outcome in (Outcome.REFUSED, Outcome.NOT_OWNER):
+            self.ctx.cancelled.set()
+            raise _Stop
+        if result.record is not None:
+            self._entered.append((to.value, result.record.at))
+
+    # -- the JobContext's reporter ---------------------------------------------------------
+
+    def report_progress(self, ctx: JobContext) -> None:
+        self._dirty = True
+        now = time.monotonic()
+        if now - self._last_live >= LIVE_PROGRESS_INTERVAL:
+            self._publish_progress(now)
+        else:
+            self._live_pending = True
+
+    def _publish_progress(self, now: float) -> None:
+        ctx = self.ctx
+        self._last_live = now
+        self._live_pending = False
+        self.env.store.bus.publish(
+            Event.of(
+                {
+                    "type": "progress",
+                    "task_id": self.task_id,
+                    "progress": ctx.progress_value,
+                    "phase": ctx.phase,
+                    "message": ctx.message,
+                    "items_processed": ctx.items_processed,
+                    "items_failed": ctx.items_failed,
+                }
+            )
+        )
+
+    def log(self, ctx: JobContext, level: str, message: str) -> None:
+        level = level.lower() if level.lower() in LEVELS else "info"
+        if len(message) > MAX_LOG_MESSAGE:
+            message = message[:MAX_LOG_MESSAGE] + f"… [{len(message) - MAX_LOG_MESSAGE} more characters]"
+        self._log_seq += 1
+        line = LogLine(self.task_id, self._log_seq, utcnow(), level, message)
+        self._log_buffer.append(line)
+        self.env.store.bus.publish(
+            Event.of(
+                {
+                    "type": "log",
+                    "task_id": self.task_id,
+                    "seq": line.seq,
+                    "at": line.at.isoformat(),
+                    "level": level,
+                    "message": message,
+                }
+            )
+        )
+
+    async def save_checkpoint(self, ctx: JobContext, data: Any) -> None:
+        try:
+            text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"checkpoint is not JSON: {exc}") from exc
+        size = len(text.encode())
+        limit = self.env.settings.max_checkpoint_bytes
+        if size > limit:
+            raise CheckpointTooLarge(f"checkpoint is {size} bytes; the limit is {limit}")
+        if not await self.env.store.save_checkpoint(self.task_id, self.guard, text):
+            ctx.cancelled.set()
+            raise JobCancelled(self.task_id)
+
+    async def mark_serving(self, ctx: JobContext, endpoint: str | None, info: Any) -> None:
+        spec = self.env.registry.get(self.row["type"])
+        if spec.kind is not TaskKind.SERVICE:
+            raise TypeError(f"{spec.name} is a batch job: only service jobs can be serving")
+        if self.serving:
+            return
+        try:
+            size = len(json.dumps(info).encode())
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"service info is not JSON: {exc}") from exc
+        if size > 64 * 1024:
+            raise ValueError(f"service info is {size} bytes; the limit is 65536")
+        try:
+            await self._move(State.SERVING, "serving", {"endpoint": endpoint, "service_info": info})
+        except _Stop:
+            raise JobCancelled(self.task_id) from None
+        self.serving = True
+        ctx.lifecycle_phase = "serving"
+
+    async def ask(
+        self,
+        ctx: JobContext,
+        question: str,
+        choices: list[str] | None,
+        context: Any,
+        key: str | None,
+        timeout_seconds: float | None,
+        default: Any,
+    ) -> Any:
+        self._asked += 1
+        key = key or f"q{self._asked}"
+        if choices is not None:
+            choices = [str(c) for c in choices]
+            if not choices:
+                raise ValueError("choices, when given, must not be empty")
+        timeout_at = utcnow() + timedelta(seconds=timeout_seconds) if timeout_seconds is not None else None
+        asked = await questions.ask(
+            self.env.store,
+            self.task_id,
+            self.guard,
+            key=key,
+            question=str(question),
+            choices=choices,
+            context=context,
+            timeout_at=timeout_at,
+            default=default,
+        )
+        if asked is None:
+            ctx.cancelled.set()
+            raise JobCancelled(self.task_id)
+        if asked.status != "pending":
+            return asked.answer
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._answers[asked.id] = waiter
+        deadline = asked.timeout_at
+        try:
+            while True:
+                wait = ANSWER_POLL_SECONDS
+                if deadline is not None:
+                    wait = max(0.0, min(wait, (deadline - utcnow()).total_seconds()))
+                cancelled = asyncio.ensure_future(ctx.cancelled.wait())
+                try:
+                    await asyncio.wait({waiter, cancelled}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    cancelled.cancel()
+                if waiter.done():
+                    return waiter.result()
+                ctx.raise_if_cancelled()
+                # Answered elsewhere (another instance, or while we were down)?
+                current = await questions.status_of(self.env.store, asked.id)
+                if current is not None and current.status != "pending":
+                    return current.answer
+                if deadline is not None and utcnow() >= deadline:
+                    expired = await questions.expire(self.env.store, self.task_id, asked.id)
+                    return expired.answer if expired is not None else default
+        finally:
+            self._answers.pop(asked.id, None)
+
+    # -- flushing --------------------------------------------------------------------------
+
+    def take_pending(self, *, write: bool, now: datetime) -> tuple[ProgressUpdate | None, list[LogLine]]:
+        """Publish a held-back progress event; hand over what is due to be written."""
+        if self._live_pending:
+            self._publish_progress(time.monotonic())
+        if not write:
+            return None, []
+        update = None
+        if self._dirty:
+            self._dirty = False
+            ctx = self.ctx
+            update = ProgressUpdate(
+                self.task_id,
+                self.env.worker_id,
+                ctx.progress_value,
+                ctx.phase,
+                ctx.message,
+                ctx.items_processed,
+                ctx.items_failed,
+                now,
+            )
+        lines, self._log_buffer = self._log_buffer, []
+        return update, lines
+
+    async def flush_now(self) -> None:
+        """Write this job's progress and log lines before one of its transitions."""
+        update, lines = self.take_pending(write=True, now=utcnow())
+        if update is not None:
+            await self.env.store.write_progress([update])
+        if lines:
+            await tasklog.append(self.env.store, lines, cap=self.env.settings.max_log_lines)
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"

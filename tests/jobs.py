@@ -7,6 +7,7 @@ subprocess tests use the sleeping ones, with TASKSTATE_JOBS=tests.jobs.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from collections import defaultdict
@@ -124,6 +125,31 @@ def register(registry: JobRegistry) -> None:
     async def crash(ctx: JobContext, params: EchoParams) -> None:
         """Kills its own server process, every time (a job that takes its worker down)."""
         os.kill(os.getpid(), signal.SIGKILL)
+
+    @registry.job("test.stubborn_service", params=EchoParams, kind="service")
+    async def stubborn_service(ctx: JobContext, params: EchoParams) -> None:
+        """Comes up, then ignores the request to stop."""
+        await ctx.serving(endpoint="test://stubborn")
+        await asyncio.sleep(3600)
+
+    @registry.job("test.failing_shutdown", params=EchoParams, kind="service")
+    async def failing_shutdown(ctx: JobContext, params: EchoParams) -> None:
+        """Comes up; its shutdown raises."""
+        await ctx.serving()
+        await ctx.until_stopped()
+        raise RuntimeError("shutdown went wrong")
+
+    @registry.job("test.logger", params=ProgressParams)
+    async def logger(ctx: JobContext, params: ProgressParams) -> int:
+        """Writes `updates` lines with ctx.log, and two through the standard logging module."""
+        for i in range(1, params.updates + 1):
+            ctx.log(f"line {i}", level="debug" if i % 2 else "info")
+        logging.getLogger("userjob").warning("from logging: %s", "a warning")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("userjob.sub").exception("with a traceback")
+        return params.updates
 
     registry.job("test.slow_prepare", params=SleepParams, prepare=_sleep_in_prepare)(_nothing)
     registry.job("test.slow_collect", params=SleepParams, collect=_sleep_in_collect)(_nothing)

@@ -177,3 +177,74 @@ async def test_a_task_that_kills_its_worker_ends_attempts_exhausted(proc: Server
     path = path_of(await rows(proc.url, task["id"]))
     assert path.count("orphaned") == 2
     assert path[-2:] == ["orphaned", "failed"]
+
+
+async def test_a_service_killed_while_serving_comes_back_serving(proc: ServerProcess) -> None:
+    await proc.start()
+    task = await create(proc.url, "demo.serve")
+    await wait_until(proc.url, task["id"], lambda t: t["state"] == "serving")
+    await proc.kill()
+    await proc.start()
+    back = await wait_until(
+        proc.url, task["id"], lambda t: t["state"] == "serving" and t["restoration_count"] == 1
+    )
+    assert back["restoration_source"] == "worker_lost"
+    path = path_of(await rows(proc.url, task["id"]))
+    assert path[4:] == ["serving", "orphaned", "queued", "preparing", "running", "serving"]
+    async with httpx.AsyncClient(base_url=proc.url) as client:
+        assert (await client.post(f"/api/v2/tasks/{task['id']}/stop")).status_code == 200
+    done = await wait_until(proc.url, task["id"], lambda t: t["is_terminal"])
+    assert done["state"] == "completed"
+
+
+async def pending_question(base_url: str, task_id: str) -> dict[str, Any]:
+    task = await wait_until(base_url, task_id, lambda t: bool(t["pending_questions"]))
+    question: dict[str, Any] = task["pending_questions"][0]
+    return question
+
+
+async def answer(base_url: str, task_id: str, question_id: str, value: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        return await client.post(
+            f"/api/v2/tasks/{task_id}/questions/{question_id}/answer", json={"answer": value}
+        )
+
+
+async def test_a_question_survives_a_crash_and_is_not_asked_twice(proc: ServerProcess) -> None:
+    await proc.start()
+    task = await create(proc.url, "demo.ask", params={"question": "Ship it?", "choices": ["yes", "no"]})
+    before = await pending_question(proc.url, task["id"])
+    await proc.kill()
+    await proc.start()
+    # Restored: the same question is shown (not a second one), and answering it completes the task.
+    await wait_until(proc.url, task["id"], lambda t: t["restoration_count"] == 1 and t["state"] == "running")
+    after = await pending_question(proc.url, task["id"])
+    assert after["id"] == before["id"]
+    assert (await get(proc.url, task["id"]))["pending_questions"] == [after]
+    assert (await answer(proc.url, task["id"], after["id"], "no")).status_code == 200
+    done = await wait_until(proc.url, task["id"], lambda t: t["is_terminal"])
+    assert (done["state"], done["result"]) == ("completed", {"answer": "no"})
+
+
+async def test_an_answer_given_while_no_worker_runs_the_task_is_used_on_restoration(
+    database_url: str, tmp_path: Path
+) -> None:
+    worker = ServerProcess(database_url, tmp_path)
+    # Another instance on the same database that runs no jobs: it only answers.
+    front = ServerProcess(database_url, tmp_path, TASKSTATE_RUN_SUPERVISOR=0)
+    try:
+        await worker.start()
+        task = await create(worker.url, "demo.ask", params={"question": "Merge?", "choices": ["yes", "no"]})
+        question = await pending_question(worker.url, task["id"])
+        await worker.kill()
+        await front.start()
+        assert (await answer(front.url, task["id"], question["id"], "yes")).status_code == 200
+        stored = await get(front.url, task["id"])
+        assert stored["pending_questions"] == [] and stored["state"] == "running"
+        await worker.start()
+        done = await wait_until(worker.url, task["id"], lambda t: t["is_terminal"])
+    finally:
+        worker.stop_quietly()
+        front.stop_quietly()
+    assert (done["state"], done["result"]) == ("completed", {"answer": "yes"})
+    assert done["restoration_count"] == 1

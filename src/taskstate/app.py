@@ -24,7 +24,8 @@ from taskstate.config import Settings
 from taskstate.db import open_database
 from taskstate.jobs import JobLogHandler, JobRegistry
 from taskstate.migrations import upgrade_to_head
-from taskstate.store import Store, retention_cutoff
+from taskstate.pgsync import PostgresSync
+from taskstate.store import NOTIFY_CHANNEL, Store, retention_cutoff
 from taskstate.supervisor import Supervisor
 from taskstate.ws import router as ws_router
 
@@ -80,9 +81,16 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
         await upgrade_to_head(db.writer)
         bus = EventBus(settings.subscriber_queue_size)
         store = Store(db, bus)
-        store.start()
+        store.start(tail_seconds=settings.poll_seconds)
+        sync = (
+            None
+            if db.is_sqlite
+            else PostgresSync(settings.database_url, NOTIFY_CHANNEL, store.instance_id, bus, store.feed)
+        )
+        if sync is not None:
+            sync.start()
         supervisor = Supervisor(store, registry, settings, settings.worker_id)
-        services = Services(settings, store, registry, supervisor)
+        services = Services(settings, store, registry, supervisor, sync)
         app.state.services = services
         if settings.run_supervisor:
             await supervisor.start()
@@ -97,6 +105,8 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
             with contextlib.suppress(asyncio.CancelledError):
                 await retention
             await supervisor.stop()
+            if sync is not None:
+                await sync.close()
             await store.close()
             await db.dispose()
 

@@ -75,6 +75,8 @@ class EventBus:
         self.queue_size = queue_size
         self._subscriptions: set[Subscription] = set()
         self._listeners: list[Callable[[Event], None]] = []
+        #: Sends this instance's live events to the other instances (PostgreSQL NOTIFY), if set.
+        self.forwarder: Callable[[Event], None] | None = None
 
     def subscribe(self, task_id: str | None = None, maxsize: int | None = None) -> Subscription:
         subscription = Subscription(self, maxsize or self.queue_size, task_id)
@@ -92,7 +94,11 @@ class EventBus:
     def subscriber_count(self) -> int:
         return len(self._subscriptions)
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: Event, *, forward: bool = True) -> None:
+        """Deliver `event` here; `forward` it to other instances unless it came from one
+        (or is a transition: those travel through the database, see feed.py)."""
+        if forward and self.forwarder is not None and event.seq is None:
+            self.forwarder(event)
         for listener in self._listeners:
             try:
                 listener(event)

@@ -39,10 +39,14 @@ from taskstate.db import (
     workers,
 )
 from taskstate.errors import InvalidTransition, NotFound, ValidationFailed
+from taskstate.feed import TransitionFeed
 from taskstate.states import HELD_STATES, State, can_transition, check_transition, is_terminal
 from taskstate.writer import TransitionRecord, WriteBatch, Writer
 
 log = logging.getLogger(__name__)
+
+#: The PostgreSQL channel on which instances tell each other what they committed.
+NOTIFY_CHANNEL = "taskstate"
 
 T = TypeVar("T")
 
@@ -260,27 +264,52 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 class Store:
     """Reads and writes of tasks, transitions and workers."""
 
-    def __init__(self, db: Database, bus: EventBus) -> None:
+    def __init__(self, db: Database, bus: EventBus, *, instance_id: str | None = None) -> None:
         self.db = db
         self.bus = bus
-        self._writer = Writer(db.writer, bus, transition_event, self._notify_committed)
+        #: Names this instance in its NOTIFY payloads, so that it can skip its own.
+        self.instance_id = instance_id or uuid.uuid4().hex
+        self._writer = Writer(
+            db.writer,
+            bus,
+            self._committed_here,
+            notify_channel=None if db.is_sqlite else NOTIFY_CHANNEL,
+            origin=self.instance_id,
+        )
         self._commit_listeners: list[Callable[[list[TransitionRecord]], None]] = []
+        self.feed = TransitionFeed(bus, transition_event, self._read_committed, self._notify_listeners)
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, *, tail_seconds: float = 1.0) -> None:
+        """Start the writer, and follow what other instances (or processes) commit."""
         self._writer.start()
+        self.feed.start(tail_seconds)
+        self.feed.request_catch_up()
 
     async def close(self) -> None:
         await self._writer.stop()
+        await self.feed.close()
 
     def on_commit(self, listener: Callable[[list[TransitionRecord]], None]) -> None:
-        """Call `listener` with the transitions of every committed batch (e.g. to wake a claimer)."""
+        """Call `listener` with committed transitions, this instance's at once, others' as read."""
         self._commit_listeners.append(listener)
 
-    def _notify_committed(self, records: list[TransitionRecord]) -> None:
+    def _committed_here(self, records: list[TransitionRecord]) -> None:
+        self._notify_listeners(records)
+        self.feed.local(records)
+
+    def _notify_listeners(self, records: list[TransitionRecord]) -> None:
         for listener in self._commit_listeners:
             listener(records)
+
+    async def _read_committed(self, after: int, limit: int) -> tuple[list[TransitionRecord], int]:
+        async with self.db.reader.connect() as conn:
+            committed = await _latest_seq(conn)
+            if limit <= 0 or committed <= after:
+                return [], committed
+            records = await _records_since(conn, after, None, limit)
+        return [r for r in records if r.seq is not None and r.seq <= committed], committed
 
     async def write(self, op: Callable[[WriteBatch], Awaitable[T]]) -> T:
         """Run `op` in the writer's next transaction (for writes that never change a state)."""
@@ -633,25 +662,40 @@ class Store:
     async def transitions_since(
         self, since: int, *, task_id: str | None = None, limit: int = 500
     ) -> list[Event]:
-        """Replay: committed transitions with `seq > since`, oldest first, as events."""
-        query = (
-            sa.select(transitions, tasks)
-            .select_from(transitions.outerjoin(tasks, tasks.c.id == transitions.c.task_id))
-            .where(transitions.c.seq > since)
-            .order_by(transitions.c.seq)
-            .limit(limit)
-        )
-        if task_id is not None:
-            query = query.where(transitions.c.task_id == task_id)
+        """Replay: committed transitions with `seq > since`, oldest first, as events.
+
+        `task` in each is the task as it is now; the transition itself is as it was.
+        """
         async with self.db.reader.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        now = utcnow()
-        events = []
-        n = len(transitions.c)
-        for row in rows:
-            t = row._mapping
-            task_cols = dict(zip(tasks.c.keys(), row[n:], strict=True))
-            rec = TransitionRecord(
+            records = await _records_since(conn, since, task_id, limit)
+        return [transition_event(rec) for rec in records]
+
+    async def ping(self) -> None:
+        async with self.db.reader.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+
+async def _records_since(
+    conn: AsyncConnection, since: int, task_id: str | None, limit: int
+) -> list[TransitionRecord]:
+    query = (
+        sa.select(transitions, tasks)
+        .select_from(transitions.outerjoin(tasks, tasks.c.id == transitions.c.task_id))
+        .where(transitions.c.seq > since)
+        .order_by(transitions.c.seq)
+        .limit(limit)
+    )
+    if task_id is not None:
+        query = query.where(transitions.c.task_id == task_id)
+    rows = (await conn.execute(query)).all()
+    now = utcnow()
+    records = []
+    n = len(transitions.c)
+    for row in rows:
+        t = row._mapping
+        task_cols = dict(zip(tasks.c.keys(), row[n:], strict=True))
+        records.append(
+            TransitionRecord(
                 task_id=t[transitions.c.task_id],
                 from_state=t[transitions.c.from_state],
                 to_state=t[transitions.c.to_state],
@@ -661,12 +705,8 @@ class Store:
                 task=task_payload(task_cols, now) if task_cols["id"] is not None else {},
                 seq=t[transitions.c.seq],
             )
-            events.append(transition_event(rec))
-        return events
-
-    async def ping(self) -> None:
-        async with self.db.reader.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+        )
+    return records
 
 
 async def _latest_seq(conn: AsyncConnection) -> int:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from taskstate import __version__, tasklog
+from taskstate.bus import Event
 from taskstate.config import Settings
 from taskstate.db import utcnow
 from taskstate.jobs import JobRegistry
@@ -56,6 +57,7 @@ class Supervisor:
         self.started = False
         self.last_heartbeat = time.monotonic()
         store.on_commit(self._on_commit)
+        store.bus.add_listener(self._on_event)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -112,6 +114,16 @@ class Supervisor:
             elif rec.to_state == State.STOPPING:
                 job.stop("stop", grace=self.settings.stop_grace_seconds)
 
+    def _on_event(self, event: Event) -> None:
+        """An answer given on any instance reaches the job waiting on it here."""
+        if event.type != "question":
+            return
+        question = event.payload.get("question") or {}
+        if question.get("status") in ("answered", "expired"):
+            job = self.running.get(event.task_id)
+            if job is not None:
+                job.deliver_answer(str(question.get("id")), question.get("answer"))
+
     def cancel_local(self, task_id: str) -> None:
         """Fire a job's cancellation event now (the task is already terminal in the database)."""
         job = self.running.get(task_id)
@@ -122,12 +134,6 @@ class Supervisor:
         """Stop every job this instance runs (emergency reset: their tasks are already terminal)."""
         for job in list(self.running.values()):
             job.stop("user", grace=self.settings.cancel_grace_seconds)
-
-    def deliver_answer(self, task_id: str, question_id: str, answer: Any) -> None:
-        """Hand a committed answer to the job waiting on it, if it runs here."""
-        job = self.running.get(task_id)
-        if job is not None:
-            job.deliver_answer(question_id, answer)
 
     # -- claiming --------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ one bad op fails alone.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -73,13 +74,15 @@ class Writer:
         self,
         engine: AsyncEngine,
         bus: EventBus,
-        event_of: Callable[[TransitionRecord], Event],
-        after_commit: Callable[[list[TransitionRecord]], None] | None = None,
+        after_commit: Callable[[list[TransitionRecord]], None],
+        notify_channel: str | None = None,
+        origin: str = "",
     ) -> None:
         self._engine = engine
         self._bus = bus
-        self._event_of = event_of
         self._after_commit = after_commit
+        self._notify_channel = notify_channel
+        self._origin = origin
         self._queue: asyncio.Queue[_Pending[Any]] = asyncio.Queue()
         self._runner: asyncio.Task[None] | None = None
         self.batches = 0
@@ -152,15 +155,18 @@ class Writer:
                     outcomes.append((False, refusal))
             if wb.records:
                 await _assign_seqs(conn, wb.records)
+                if self._notify_channel is not None:
+                    # Delivered to the other instances when (and only if) this commits.
+                    first, last = wb.records[0].seq, wb.records[-1].seq
+                    payload = json.dumps({"o": self._origin, "t": [first, last]})
+                    await conn.execute(sa.select(sa.func.pg_notify(self._notify_channel, payload)))
         self.batches += 1
         self.ops += len(batch)
         # Committed: only now may anyone hear of it.
-        for rec in wb.records:
-            self._bus.publish(self._event_of(rec))
+        if wb.records:
+            self._after_commit(wb.records)
         for event in wb.live_events:
             self._bus.publish(event)
-        if self._after_commit is not None and wb.records:
-            self._after_commit(wb.records)
         for pending, (ok, value) in zip(batch, outcomes, strict=True):
             if pending.future.done():
                 continue

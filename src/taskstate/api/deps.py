@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from taskstate.config import Settings
 from taskstate.jobs import JobRegistry
+from taskstate.pgsync import PostgresSync
 from taskstate.store import Store
 from taskstate.supervisor import Supervisor
 
@@ -19,6 +20,7 @@ class Services:
     store: Store
     registry: JobRegistry
     supervisor: Supervisor
+    sync: PostgresSync | None = None
 
 
 def get_services(request: Request) -> Services:

@@ -248,7 +248,6 @@ async def answer_question(
             f"the answer is {size} bytes; the limit is {services.settings.max_params_bytes}"
         )
     await questions.answer(services.store, task_id, question_id, body.answer, by="api")
-    services.supervisor.deliver_answer(task_id, question_id, body.answer)
     return await services.store.get_task(task_id)
 
 

@@ -13,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -36,6 +37,10 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+#: Serialises migrations when several instances start at once on one PostgreSQL database.
+MIGRATION_LOCK = 0x7461736B  # "task"
+
+
 async def upgrade_to_head(engine: AsyncEngine) -> None:
     def _upgrade(connection: Connection) -> None:
         config = alembic_config()
@@ -43,8 +48,17 @@ async def upgrade_to_head(engine: AsyncEngine) -> None:
         command.upgrade(config, "head")
 
     async with engine.connect() as connection:
-        await connection.run_sync(_upgrade)
-        await connection.commit()
+        postgres = connection.dialect.name == "postgresql"
+        if postgres:
+            await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            await connection.commit()
+        try:
+            await connection.run_sync(_upgrade)
+            await connection.commit()
+        finally:
+            if postgres:
+                await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+                await connection.commit()
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

@@ -110,7 +110,9 @@ class PostgresSync:
             lost = asyncio.Event()
             try:
                 conn = await asyncpg.connect(
-                    self._dsn, timeout=10, server_settings={"application_name": f"taskstate-listen:{self._me}"}
+                    self._dsn,
+                    timeout=10,
+                    server_settings={"application_name": f"taskstate-listen:{self._me}"},
                 )
                 conn.add_termination_listener(functools.partial(_set, lost))
                 await conn.add_listener(self._channel, self._on_notification)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import time
@@ -96,7 +97,7 @@ async def test_three_instances_one_killed_every_task_completes_and_every_event_i
     killed = 0
     for task_id, task_rows in by_task.items():
         assert task_rows[0]["from_state"] is None and task_rows[0]["to_state"] == "queued"
-        for a, b in zip(task_rows, task_rows[1:], strict=False):
+        for a, b in itertools.pairwise(task_rows):
             assert b["from_state"] == a["to_state"], task_id
             assert State(b["to_state"]) in TRANSITIONS[State(a["to_state"])], task_id
         assert task_rows[-1]["to_state"] == "completed"
@@ -192,7 +193,8 @@ async def test_listen_connection_killed_events_keep_flowing_and_the_gap_is_repla
                         if message["type"] == "transition" and message["to"] == "completed":
                             completed.add(message["task_id"])
             listeners = await admin.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'taskstate-listen:%'",
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = $1 AND application_name LIKE 'taskstate-listen:%'",
                 pg_url.rsplit("/", 1)[1],
             )
         finally:

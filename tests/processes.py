@@ -38,6 +38,7 @@ class ServerProcess:
             **{k: str(v) for k, v in env.items()},
         }
         self.port = free_port()
+        self.log_level = "warning"
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -55,7 +56,16 @@ class ServerProcess:
         self.starts += 1
         log = open(self.workdir / f"server-{self.port}-{self.starts}.log", "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "taskstate", "serve", "--port", str(self.port), "--log-level", "warning"],
+            [
+                sys.executable,
+                "-m",
+                "taskstate",
+                "serve",
+                "--port",
+                str(self.port),
+                "--log-level",
+                self.log_level,
+            ],
             cwd=self.workdir,
             env=env,
             stdout=log,

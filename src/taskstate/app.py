@@ -11,11 +11,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskstate import __version__, demo_jobs
+from taskstate import __version__, demo_jobs, logconfig
 from taskstate.api import admin, tasks
 from taskstate.api.deps import Services
 from taskstate.api.errors import BodyLimitMiddleware, install_error_handlers
@@ -23,6 +25,7 @@ from taskstate.bus import EventBus
 from taskstate.config import Settings
 from taskstate.db import open_database
 from taskstate.jobs import JobLogHandler, JobRegistry
+from taskstate.metrics import Metrics
 from taskstate.migrations import upgrade_to_head
 from taskstate.pgsync import PostgresSync
 from taskstate.store import NOTIFY_CHANNEL, Store, retention_cutoff
@@ -70,9 +73,46 @@ async def _retention_loop(services: Services) -> None:
             log.exception("retention clean-up failed")
 
 
+#: The UI loads nothing but our own files; no inline script may run (user data is never HTML).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+
+
+class SecurityHeadersMiddleware:
+    """Security headers on every answer; the CSP on all but the interactive API docs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        docs = scope["path"].startswith(("/docs", "/redoc"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ())) + _SECURITY_HEADERS
+                if not docs:
+                    headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def create_app(settings: Settings | None = None, registry: JobRegistry | None = None) -> FastAPI:
     settings = settings or Settings()
     registry = registry or build_registry(settings)
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -90,7 +130,10 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
         if sync is not None:
             sync.start()
         supervisor = Supervisor(store, registry, settings, settings.worker_id)
-        services = Services(settings, store, registry, supervisor, sync)
+        logconfig.worker_id = supervisor.worker_id
+        store.on_local_commit(metrics.observe_commit)
+        store.on_batch_committed(metrics.observe_batch)
+        services = Services(settings, store, registry, supervisor, sync, metrics)
         app.state.services = services
         if settings.run_supervisor:
             await supervisor.start()
@@ -117,6 +160,15 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(SecurityHeadersMiddleware)
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     app.add_middleware(
         BodyLimitMiddleware,
         default=settings.max_body_bytes,

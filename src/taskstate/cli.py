@@ -10,11 +10,13 @@ import sys
 from collections.abc import Sequence
 
 from taskstate import __version__
+from taskstate.client_cli import add_client_commands
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from taskstate import logconfig
     from taskstate.app import create_app
     from taskstate.config import Settings
 
@@ -23,6 +25,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings()
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
+    logconfig.configure(args.log_format, args.log_level)
     app = create_app(settings)
     print(
         f"taskstate {__version__} on http://{host}:{port}  (database: {_safe_url(settings.database_url)})",
@@ -33,6 +36,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=host,
         port=port,
         log_level=args.log_level,
+        log_config=None,
         ws_max_size=64 * 1024,
         timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds) + 5),
     )
@@ -76,16 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
+    serve.add_argument(
+        "--log-format",
+        default="json",
+        choices=["json", "text"],
+        help="JSON lines (default) or text for people",
+    )
     serve.set_defaults(func=_serve)
 
     migrate = commands.add_parser("migrate", help="migrate the database to the newest schema")
     migrate.add_argument("--database-url", help="overrides DATABASE_URL")
     migrate.set_defaults(func=_migrate)
+    add_client_commands(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     result: int = args.func(args)
     return result

@@ -52,4 +52,8 @@ class Settings(BaseSettings):
     )
     subscriber_queue_size: int = Field(1000, ge=1, validation_alias=_env("TASKSTATE_SUBSCRIBER_QUEUE_SIZE"))
     worker_id: str | None = Field(None, validation_alias=_env("TASKSTATE_WORKER_ID"))
+    max_pending_questions: int = Field(20, ge=1, validation_alias=_env("TASKSTATE_MAX_PENDING_QUESTIONS"))
+    cors_origins: str = Field(
+        "", validation_alias=_env("TASKSTATE_CORS_ORIGINS"), description="Comma-separated; empty: CORS off."
+    )
     run_supervisor: bool = Field(True, validation_alias=_env("TASKSTATE_RUN_SUPERVISOR"))

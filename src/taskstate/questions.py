@@ -30,6 +30,12 @@ class AlreadyAnswered(Conflict):
     code = "already_answered"
 
 
+class TooManyQuestions(Conflict):
+    """The task has as many pending questions as it may."""
+
+    code = "too_many_questions"
+
+
 class TaskFinished(Conflict):
     """The task has finished: its questions can no longer be answered."""
 
@@ -74,6 +80,7 @@ async def ask(
     context: Any,
     timeout_at: datetime | None,
     default: Any,
+    max_pending: int = 20,
 ) -> Asked | None:
     """Persist a question (or find the one asked before under `key`); None if the task is gone."""
 
@@ -103,6 +110,10 @@ async def ask(
         ).first()
         if task is None or is_terminal(task.state):
             return None
+        if len(task.pending_questions or []) >= max_pending:
+            raise TooManyQuestions(
+                f"the task has {max_pending} pending questions already; the limit is {max_pending}"
+            )
         row = {
             "id": str(uuid.uuid4()),
             "task_id": task_id,

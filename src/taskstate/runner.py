@@ -404,6 +404,7 @@ class RunningJob:
             context=context,
             timeout_at=timeout_at,
             default=default,
+            max_pending=self.env.settings.max_pending_questions,
         )
         if asked is None:
             ctx.cancelled.set()

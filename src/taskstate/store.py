@@ -277,6 +277,7 @@ class Store:
             origin=self.instance_id,
         )
         self._commit_listeners: list[Callable[[list[TransitionRecord]], None]] = []
+        self._local_listeners: list[Callable[[list[TransitionRecord]], None]] = []
         self.feed = TransitionFeed(bus, transition_event, self._read_committed, self._notify_listeners)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -295,7 +296,16 @@ class Store:
         """Call `listener` with committed transitions, this instance's at once, others' as read."""
         self._commit_listeners.append(listener)
 
+    def on_local_commit(self, listener: Callable[[list[TransitionRecord]], None]) -> None:
+        """Call `listener` with the transitions this instance commits (not other instances')."""
+        self._local_listeners.append(listener)
+
+    def on_batch_committed(self, listener: Callable[[int, float], None]) -> None:
+        self._writer.on_batch = listener
+
     def _committed_here(self, records: list[TransitionRecord]) -> None:
+        for listener in self._local_listeners:
+            listener(records)
         self._notify_listeners(records)
         self.feed.local(records)
 

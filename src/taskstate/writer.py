@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -83,6 +84,8 @@ class Writer:
         self._after_commit = after_commit
         self._notify_channel = notify_channel
         self._origin = origin
+        #: Called with (ops, seconds) after each committed batch (metrics).
+        self.on_batch: Callable[[int, float], None] | None = None
         self._queue: asyncio.Queue[_Pending[Any]] = asyncio.Queue()
         self._runner: asyncio.Task[None] | None = None
         self.batches = 0
@@ -146,6 +149,7 @@ class Writer:
 
     async def _transaction(self, batch: list[_Pending[Any]]) -> None:
         outcomes: list[tuple[bool, Any]] = []
+        started = time.perf_counter()
         async with self._engine.begin() as conn:
             wb = WriteBatch(conn)
             for pending in batch:
@@ -162,6 +166,8 @@ class Writer:
                     await conn.execute(sa.select(sa.func.pg_notify(self._notify_channel, payload)))
         self.batches += 1
         self.ops += len(batch)
+        if self.on_batch is not None:
+            self.on_batch(len(batch), time.perf_counter() - started)
         # Committed: only now may anyone hear of it.
         if wb.records:
             self._after_commit(wb.records)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from taskstate import questions
 from taskstate.api.deps import ServicesDep
@@ -62,6 +63,24 @@ async def list_task_types(services: ServicesDep) -> dict[str, Any]:
             for spec in services.registry.specs()
         ]
     }
+
+
+@router.get(
+    "/metrics",
+    operation_id="metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}},
+    tags=["health"],
+)
+async def metrics(services: ServicesDep) -> PlainTextResponse:
+    """Prometheus metrics, prefixed `taskstate_`."""
+    assert services.metrics is not None
+    await services.metrics.refresh(
+        services.store.db.reader,
+        subscribers=services.store.bus.subscriber_count,
+        running_jobs=len(services.supervisor.running),
+    )
+    return PlainTextResponse(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz", operation_id="healthz", response_model=HealthStatus, tags=["health"])

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from taskstate.config import Settings
 from taskstate.jobs import JobRegistry
+from taskstate.metrics import Metrics
 from taskstate.pgsync import PostgresSync
 from taskstate.store import Store
 from taskstate.supervisor import Supervisor
@@ -21,6 +22,7 @@ class Services:
     registry: JobRegistry
     supervisor: Supervisor
     sync: PostgresSync | None = None
+    metrics: Metrics | None = None
 
 
 def get_services(request: Request) -> Services:

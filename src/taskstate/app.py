@@ -29,6 +29,7 @@ from taskstate.metrics import Metrics
 from taskstate.migrations import upgrade_to_head
 from taskstate.pgsync import PostgresSync
 from taskstate.store import NOTIFY_CHANNEL, Store, retention_cutoff
+from taskstate.runner import new_worker_id
 from taskstate.supervisor import Supervisor
 from taskstate.ws import router as ws_router
 
@@ -113,6 +114,8 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
     settings = settings or Settings()
     registry = registry or build_registry(settings)
     metrics = Metrics()
+    worker_id = settings.worker_id or new_worker_id()
+    logconfig.worker_id = worker_id
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -129,8 +132,7 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
         )
         if sync is not None:
             sync.start()
-        supervisor = Supervisor(store, registry, settings, settings.worker_id)
-        logconfig.worker_id = supervisor.worker_id
+        supervisor = Supervisor(store, registry, settings, worker_id)
         store.on_local_commit(metrics.observe_commit)
         store.on_batch_committed(metrics.observe_batch)
         services = Services(settings, store, registry, supervisor, sync, metrics)

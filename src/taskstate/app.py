@@ -28,8 +28,8 @@ from taskstate.jobs import JobLogHandler, JobRegistry
 from taskstate.metrics import Metrics
 from taskstate.migrations import upgrade_to_head
 from taskstate.pgsync import PostgresSync
-from taskstate.store import NOTIFY_CHANNEL, Store, retention_cutoff
 from taskstate.runner import new_worker_id
+from taskstate.store import NOTIFY_CHANNEL, Store, retention_cutoff
 from taskstate.supervisor import Supervisor
 from taskstate.ws import router as ws_router
 

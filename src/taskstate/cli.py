@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from taskstate import __version__
 from taskstate.client_cli import add_client_commands
+from taskstate.token_cli import add_token_commands
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--database-url", help="overrides DATABASE_URL")
     migrate.set_defaults(func=_migrate)
     add_client_commands(commands)
+    add_token_commands(commands)
     return parser
 
 

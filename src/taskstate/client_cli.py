@@ -374,6 +374,8 @@ def _submit(args: argparse.Namespace) -> int:
             print(f"submitted {task['id']}  ({task['type']})", flush=True)
         final = _follow_task(api, args, task["id"], quiet=args.json)
         if args.json:
+            # As `status --json` prints it: the HTTP API's rendering of the ended task.
+            final = api.request("GET", f"/api/v2/tasks/{_path_id(task['id'])}")
             _print_json(final)
         return _outcome(final)
 

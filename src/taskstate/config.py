@@ -6,6 +6,8 @@ as the seed had them), so every field names its variable explicitly.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -52,6 +54,8 @@ class Settings(BaseSettings):
     )
     subscriber_queue_size: int = Field(1000, ge=1, validation_alias=_env("TASKSTATE_SUBSCRIBER_QUEUE_SIZE"))
     worker_id: str | None = Field(None, validation_alias=_env("TASKSTATE_WORKER_ID"))
+    auth: Literal["off", "tokens"] = Field("off", validation_alias=_env("TASKSTATE_AUTH"))
+    auth_shared_tasks: bool = Field(False, validation_alias=_env("TASKSTATE_AUTH_SHARED_TASKS"))
     max_pending_questions: int = Field(20, ge=1, validation_alias=_env("TASKSTATE_MAX_PENDING_QUESTIONS"))
     cors_origins: str = Field(
         "", validation_alias=_env("TASKSTATE_CORS_ORIGINS"), description="Comma-separated; empty: CORS off."

@@ -96,6 +96,9 @@ tasks = sa.Table(
     sa.Column("execution_summary", JSONType),
     sa.Column("phase_results", JSONType),
     sa.Column("system_info", JSONType),
+    # 0003: who created the task (the token's name), when auth is on
+    sa.Column("owner", sa.String(200)),
+    sa.Index("ix_tasks_owner_created", "owner", sa.text("created_at DESC")),
     sa.Index(
         "ix_tasks_queue",
         sa.text("priority DESC"),
@@ -171,6 +174,17 @@ task_logs = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("level", sa.String(16), nullable=False),
     sa.Column("message", sa.Text, nullable=False),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),  # sha256 of the secret part
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime),
 )
 
 workers = sa.Table(

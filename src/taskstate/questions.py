@@ -226,22 +226,19 @@ async def status_of(store: Store, question_id: str) -> Asked | None:
     return Asked(row.id, row.status, row.answer) if row is not None else None
 
 
-async def pending(store: Store, limit: int = 500) -> list[dict[str, Any]]:
-    """Every pending question across tasks, oldest first: an approvals inbox."""
+async def pending(store: Store, owner: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    """Every pending question across tasks (of `owner`, if given), oldest first: an approvals inbox."""
+    query = (
+        sa.select(questions, tasks.c.name.label("task_name"), tasks.c.type.label("task_type"))
+        .join(tasks, tasks.c.id == questions.c.task_id)
+        .where(questions.c.status == "pending")
+        .order_by(questions.c.asked_at)
+        .limit(limit)
+    )
+    if owner is not None:
+        query = query.where(tasks.c.owner == owner)
     async with store.db.reader.connect() as conn:
-        rows = (
-            (
-                await conn.execute(
-                    sa.select(questions, tasks.c.name.label("task_name"), tasks.c.type.label("task_type"))
-                    .join(tasks, tasks.c.id == questions.c.task_id)
-                    .where(questions.c.status == "pending")
-                    .order_by(questions.c.asked_at)
-                    .limit(limit)
-                )
-            )
-            .mappings()
-            .all()
-        )
+        rows = (await conn.execute(query)).mappings().all()
     return [
         {
             **question_payload(r),

@@ -154,6 +154,7 @@ class TaskPublic(BaseModel):
     )
     phase_results: dict[str, float] | None = Field(description="Run report: seconds spent in each state.")
     system_info: dict[str, Any] | None = Field(description="Run report: host, pid, versions.")
+    owner: str | None = Field(description="The name of the API token that created it (auth on).")
 
 
 class TaskPage(BaseModel):
@@ -229,6 +230,29 @@ class WorkerPublic(BaseModel):
 
 class WorkerList(BaseModel):
     items: list[WorkerPublic]
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\w.@-]+$")]
+    role: Literal["viewer", "operator", "admin"]
+
+
+class TokenPublic(BaseModel):
+    id: str
+    name: str
+    role: Literal["viewer", "operator", "admin"]
+    created_at: datetime
+    revoked: bool
+
+
+class TokenCreated(TokenPublic):
+    token: str = Field(description="The token itself: shown this once, stored only as a hash.")
+
+
+class TokenList(BaseModel):
+    items: list[TokenPublic]
 
 
 class HealthStatus(BaseModel):

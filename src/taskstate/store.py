@@ -127,6 +127,7 @@ class NewTask:
     trigger_source: str | None = None
     idempotency_key: str | None = None
     retry_of: str | None = None
+    owner: str | None = None
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
@@ -156,6 +157,7 @@ class HistoryFilter:
     created_after: datetime | None = None
     created_before: datetime | None = None
     q: str | None = None
+    owner: str | None = None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -216,6 +218,7 @@ def task_payload(row: Mapping[Any, Any], now: datetime | None = None) -> dict[st
         "execution_summary": row["execution_summary"],
         "phase_results": row["phase_results"],
         "system_info": row["system_info"],
+        "owner": row["owner"],
     }
 
 
@@ -594,9 +597,9 @@ class Store:
         async with self.db.reader.connect() as conn:
             return (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))).mappings().first()
 
-    async def active_tasks(self) -> list[dict[str, Any]]:
+    async def active_tasks(self, owner: str | None = None) -> list[dict[str, Any]]:
         async with self.db.reader.connect() as conn:
-            return await _active(conn)
+            return await _active(conn, owner)
 
     async def snapshot(self) -> tuple[int, list[dict[str, Any]]]:
         """The newest `seq` and the active tasks, read in one consistent snapshot."""
@@ -629,6 +632,8 @@ class Store:
             conditions.append(tasks.c.created_at < flt.created_before)
         if flt.q:
             conditions.append(tasks.c.name.icontains(flt.q, autoescape=True))
+        if flt.owner is not None:
+            conditions.append(tasks.c.owner == flt.owner)
         page = sa.select(tasks).where(*conditions)
         if cursor:
             created, last_id = decode_cursor(cursor)
@@ -726,16 +731,11 @@ async def _latest_seq(conn: AsyncConnection) -> int:
     return int(value or 0)
 
 
-async def _active(conn: AsyncConnection) -> list[dict[str, Any]]:
-    rows = (
-        (
-            await conn.execute(
-                sa.select(tasks).where(tasks.c.state.in_(ACTIVE_VALUES)).order_by(tasks.c.created_at)
-            )
-        )
-        .mappings()
-        .all()
-    )
+async def _active(conn: AsyncConnection, owner: str | None = None) -> list[dict[str, Any]]:
+    query = sa.select(tasks).where(tasks.c.state.in_(ACTIVE_VALUES)).order_by(tasks.c.created_at)
+    if owner is not None:
+        query = query.where(tasks.c.owner == owner)
+    rows = (await conn.execute(query)).mappings().all()
     now = utcnow()
     return [task_payload(r, now) for r in rows]
 
@@ -763,6 +763,7 @@ async def _apply_create(wb: WriteBatch, new: NewTask, actor: str) -> CreateResul
         "updated_at": now,
         "restoration_count": 0,
         "retry_of": new.retry_of,
+        "owner": new.owner,
         "last_reason": "created",
     }
     dialect = wb.conn.dialect.name

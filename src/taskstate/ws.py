@@ -14,12 +14,15 @@ import contextlib
 import json
 import logging
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from taskstate.api.deps import Services
-from taskstate.bus import Subscription
+from taskstate.auth import ANONYMOUS, Principal, authenticate
+from taskstate.bus import Event, Subscription
+from taskstate.errors import TaskstateError
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +66,15 @@ async def events(ws: WebSocket) -> None:
         await ws.send_text(json.dumps({"type": "error", "error": "validation_error", "detail": str(exc)}))
         await ws.close(POLICY_VIOLATION)
         return
+    try:
+        principal = await _authenticate(ws, services)
+    except TaskstateError as exc:
+        await ws.send_text(json.dumps(exc.to_body() | {"type": "error"}))
+        await ws.close(POLICY_VIOLATION)
+        return
+    visible = _Visibility(services, principal)
     subscription = services.store.bus.subscribe(task_id)
-    sender = asyncio.create_task(_send_events(ws, services, subscription, since, task_id))
+    sender = asyncio.create_task(_send_events(ws, services, subscription, since, task_id, visible))
     receiver = asyncio.create_task(_drain_client(ws))
     try:
         done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
@@ -82,6 +92,58 @@ async def events(ws: WebSocket) -> None:
                 await ws.close()
 
 
+AUTH_WAIT_SECONDS = 5
+
+
+async def _authenticate(ws: WebSocket, services: Services) -> Principal:
+    """With auth on: a token in `?token=`, or a first message `{"type": "auth", "token": ...}`."""
+    settings = services.settings
+    if settings.auth == "off":
+        return ANONYMOUS
+    token = ws.query_params.get("token")
+    if token is None:
+        try:
+            async with asyncio.timeout(AUTH_WAIT_SECONDS):
+                message = json.loads(await ws.receive_text())
+        except (TimeoutError, ValueError, KeyError, RuntimeError, WebSocketDisconnect):
+            message = None
+        if (
+            isinstance(message, dict)
+            and message.get("type") == "auth"
+            and isinstance(message.get("token"), str)
+        ):
+            token = message["token"]
+    return await authenticate(services.store, token, shared_tasks=settings.auth_shared_tasks)
+
+
+class _Visibility:
+    """Which events a subscriber may see: all of them, or those of its own tasks."""
+
+    def __init__(self, services: Services, principal: Principal) -> None:
+        self._store = services.store
+        self._me = principal.owner_filter
+        self._owners: dict[str, str | None] = {}
+
+    def owner(self, owner: str | None) -> bool:
+        return self._me is None or owner == self._me
+
+    def task(self, task: dict[str, Any]) -> bool:
+        return self.owner(task.get("owner"))
+
+    async def event(self, event: Event) -> bool:
+        if self._me is None:
+            return True
+        task = event.payload.get("task")
+        if isinstance(task, dict) and "owner" in task:
+            self._owners[event.task_id] = task["owner"]
+        elif event.task_id not in self._owners:
+            row = await self._store.get_task_row(event.task_id)
+            if len(self._owners) > 10_000:
+                self._owners.clear()
+            self._owners[event.task_id] = row["owner"] if row is not None else None
+        return self._owners[event.task_id] == self._me
+
+
 async def _drain_client(ws: WebSocket) -> None:
     """Read (and ignore) what the client sends, so that a disconnect is noticed at once."""
     while True:
@@ -96,15 +158,17 @@ async def _send_events(
     subscription: Subscription,
     since: int | None,
     task_id: str | None,
+    visible: _Visibility,
 ) -> None:
     store = services.store
     if since is None:
         last, items = await store.snapshot()
+        items = [t for t in items if visible.task(t)]
         if task_id is not None:
             items = [t for t in items if t["id"] == task_id]
             if not items:
                 row = await store.get_task_row(task_id)
-                if row is not None:
+                if row is not None and visible.owner(row["owner"]):
                     items = [await store.get_task(task_id)]
         await ws.send_text(
             json.dumps({"type": "snapshot", "seq": last, "tasks": items}, separators=(",", ":"))
@@ -114,9 +178,10 @@ async def _send_events(
         while True:
             page = await store.transitions_since(last, task_id=task_id, limit=REPLAY_PAGE)
             for event in page:
-                await ws.send_text(event.text)
                 assert event.seq is not None
                 last = event.seq
+                if await visible.event(event):
+                    await ws.send_text(event.text)
             if len(page) < REPLAY_PAGE:
                 break
     while True:
@@ -129,4 +194,5 @@ async def _send_events(
             if event.seq <= last:
                 continue
             last = event.seq
-        await ws.send_text(event.text)
+        if await visible.event(event):
+            await ws.send_text(event.text)

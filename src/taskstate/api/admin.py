@@ -8,11 +8,21 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from taskstate import questions
-from taskstate.api.deps import ServicesDep
+from taskstate import auth, questions
+from taskstate.api.deps import AdminDep, ServicesDep, ViewerDep
 from taskstate.api.errors import error_responses
 from taskstate.migrations import current_revision, head_revision
-from taskstate.schemas import HealthStatus, QuestionList, ResetResult, TaskTypeList, WorkerList
+from taskstate.schemas import (
+    HealthStatus,
+    QuestionList,
+    ResetResult,
+    TaskTypeList,
+    TokenCreate,
+    TokenCreated,
+    TokenList,
+    TokenPublic,
+    WorkerList,
+)
 
 router = APIRouter()
 
@@ -20,10 +30,11 @@ router = APIRouter()
 @router.post(
     "/api/v2/admin/reset",
     operation_id="reset",
+    responses=error_responses(401, 403),
     response_model=ResetResult,
     tags=["admin"],
 )
-async def reset(services: ServicesDep) -> dict[str, Any]:
+async def reset(services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
     """Emergency reset: every non-terminal task ends (`cancelled`, reason `reset`) and every job stops.
 
     A task whose state cannot go to `cancelled` (`stopping`, `orphaned`) ends `failed` instead.
@@ -33,25 +44,75 @@ async def reset(services: ServicesDep) -> dict[str, Any]:
     return {"reset": sum(1 for r in results if r.applied)}
 
 
-@router.get("/api/v2/workers", operation_id="list_workers", response_model=WorkerList, tags=["admin"])
-async def list_workers(services: ServicesDep) -> dict[str, Any]:
+@router.get(
+    "/api/v2/workers",
+    operation_id="list_workers",
+    responses=error_responses(401, 403),
+    response_model=WorkerList,
+    tags=["admin"],
+)
+async def list_workers(services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
     """The instances, newest first, with their heartbeat age and the tasks they hold."""
     return {"items": await services.store.list_workers(orphan_after=services.settings.orphan_after_seconds)}
 
 
-@router.get("/api/v2/questions", operation_id="list_questions", response_model=QuestionList, tags=["tasks"])
-async def list_questions(services: ServicesDep) -> dict[str, Any]:
+@router.get(
+    "/api/v2/questions",
+    operation_id="list_questions",
+    responses=error_responses(401, 403),
+    response_model=QuestionList,
+    tags=["tasks"],
+)
+async def list_questions(services: ServicesDep, principal: ViewerDep) -> dict[str, Any]:
     """Every pending question across tasks, oldest first: an approvals inbox."""
-    return {"items": await questions.pending(services.store)}
+    return {"items": await questions.pending(services.store, principal.owner_filter)}
+
+
+@router.get(
+    "/api/v2/tokens",
+    operation_id="list_tokens",
+    responses=error_responses(401, 403),
+    response_model=TokenList,
+    tags=["admin"],
+)
+async def list_tokens(services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
+    """The API tokens (never their secrets)."""
+    return {"items": await auth.list_tokens(services.store)}
+
+
+@router.post(
+    "/api/v2/tokens",
+    operation_id="create_token",
+    status_code=201,
+    response_model=TokenCreated,
+    responses=error_responses(401, 403, 409, 422),
+    tags=["admin"],
+)
+async def create_token(body: TokenCreate, services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
+    """A new API token. The answer holds the token itself: the only time it is shown."""
+    row, token = await auth.create_token(services.store, body.name, auth.Role(body.role))
+    return {**row, "token": token}
+
+
+@router.post(
+    "/api/v2/tokens/{token_id}/revoke",
+    operation_id="revoke_token",
+    response_model=TokenPublic,
+    responses=error_responses(401, 403, 404),
+    tags=["admin"],
+)
+async def revoke_token(token_id: str, services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
+    return await auth.revoke_token(services.store, token_id[:16])
 
 
 @router.get(
     "/api/v2/task-types",
     operation_id="list_task_types",
+    responses=error_responses(401, 403),
     response_model=TaskTypeList,
     tags=["tasks"],
 )
-async def list_task_types(services: ServicesDep) -> dict[str, Any]:
+async def list_task_types(services: ServicesDep, _viewer: ViewerDep) -> dict[str, Any]:
     return {
         "items": [
             {
@@ -69,10 +130,13 @@ async def list_task_types(services: ServicesDep) -> dict[str, Any]:
     "/metrics",
     operation_id="metrics",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}},
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text format."},
+        **error_responses(401, 403),
+    },
     tags=["health"],
 )
-async def metrics(services: ServicesDep) -> PlainTextResponse:
+async def metrics(services: ServicesDep, _viewer: ViewerDep) -> PlainTextResponse:
     """Prometheus metrics, prefixed `taskstate_`."""
     assert services.metrics is not None
     await services.metrics.refresh(

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from taskstate.auth import ANONYMOUS, Principal, Role, authenticate, bearer
 from taskstate.config import Settings
 from taskstate.jobs import JobRegistry
 from taskstate.metrics import Metrics
@@ -31,3 +32,28 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def current_principal(request: Request) -> Principal:
+    services = get_services(request)
+    if services.settings.auth == "off":
+        return ANONYMOUS
+    return await authenticate(
+        services.store,
+        bearer(request.headers.get("authorization")),
+        shared_tasks=services.settings.auth_shared_tasks,
+    )
+
+
+def requires(role: Role) -> object:
+    async def dependency(request: Request) -> Principal:
+        principal = await current_principal(request)
+        principal.require(role)
+        return principal
+
+    return Depends(dependency)
+
+
+ViewerDep = Annotated[Principal, requires(Role.VIEWER)]
+OperatorDep = Annotated[Principal, requires(Role.OPERATOR)]
+AdminDep = Annotated[Principal, requires(Role.ADMIN)]

@@ -27,6 +27,8 @@ _HTTP_CODES = {
 }
 
 _DESCRIPTIONS = {
+    401: "No valid API token (`unauthorized`), when TASKSTATE_AUTH=tokens.",
+    403: "The token's role, or the task's owner, does not allow it (`forbidden`).",
     404: "No such task (or other resource).",
     409: "The transition table does not allow it (`invalid_transition`, with `from` and `to`).",
     413: "The body or the params are over the limit (`payload_too_large`).",
@@ -62,7 +64,7 @@ def _summary(errors: list[dict[str, Any]]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TaskstateError)
     async def _taskstate_error(_request: Request, exc: TaskstateError) -> JSONResponse:
-        return JSONResponse(exc.to_body(), status_code=exc.status)
+        return JSONResponse(exc.to_body(), status_code=exc.status, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

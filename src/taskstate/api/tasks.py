@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response, status
 
 from taskstate import questions, tasklog
-from taskstate.api.deps import ServicesDep
+from taskstate.api.deps import AdminDep, OperatorDep, ServicesDep, ViewerDep
 from taskstate.api.errors import error_responses
+from taskstate.auth import Principal
 from taskstate.errors import InvalidTransition, NotFound, PayloadTooLarge, TaskstateError, ValidationFailed
 from taskstate.schemas import (
     MAX_PAGE,
@@ -41,13 +43,24 @@ def checked_id(task_id: str) -> str:
         raise NotFound(f"no task with id {task_id!r}") from None
 
 
+async def owned_task(services: ServicesDep, principal: Principal, task_id: str) -> Mapping[Any, Any]:
+    """The task's row, if it exists and `principal` may see it (404, 403 otherwise)."""
+    row = await services.store.get_task_row(checked_id(task_id))
+    if row is None:
+        raise NotFound(f"no task with id {task_id!r}")
+    principal.check_owner(row["owner"])
+    return row
+
+
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
 
 
-def new_task(services: ServicesDep, body: TaskCreate, *, retry_of: str | None = None) -> NewTask:
+def new_task(
+    services: ServicesDep, body: TaskCreate, *, owner: str | None, retry_of: str | None = None
+) -> NewTask:
     params = services.registry.validate_params(body.type, body.params, services.settings.max_params_bytes)
     return NewTask(
         type=body.type,
@@ -61,6 +74,7 @@ def new_task(services: ServicesDep, body: TaskCreate, *, retry_of: str | None = 
         trigger_source=body.trigger_source,
         idempotency_key=body.idempotency_key,
         retry_of=retry_of,
+        owner=owner,
     )
 
 
@@ -74,12 +88,15 @@ def new_task(services: ServicesDep, body: TaskCreate, *, retry_of: str | None = 
             "model": TaskPublic,
             "description": "The task first created with this idempotency key.",
         },
-        **error_responses(413, 422),
+        **error_responses(401, 403, 413, 422),
     },
 )
-async def create_task(body: TaskCreate, services: ServicesDep, response: Response) -> dict[str, Any]:
+async def create_task(
+    body: TaskCreate, services: ServicesDep, principal: OperatorDep, response: Response
+) -> dict[str, Any]:
     """Start a task. The same `idempotency_key` again answers the first task, with 200."""
-    [result] = await services.store.create_tasks([new_task(services, body)], actor="api")
+    new = new_task(services, body, owner=principal.name)
+    [result] = await services.store.create_tasks([new], actor="api")
     if not result.created:
         response.status_code = status.HTTP_200_OK
     return result.task
@@ -90,14 +107,16 @@ async def create_task(body: TaskCreate, services: ServicesDep, response: Respons
     operation_id="create_tasks_batch",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskList,
-    responses=error_responses(413, 422),
+    responses=error_responses(401, 403, 413, 422),
 )
-async def create_tasks_batch(body: TaskBatchCreate, services: ServicesDep) -> dict[str, Any]:
+async def create_tasks_batch(
+    body: TaskBatchCreate, services: ServicesDep, principal: OperatorDep
+) -> dict[str, Any]:
     """Create up to 500 tasks in one transaction; one invalid body fails the batch, naming its index."""
     items = []
     for index, task in enumerate(body.tasks):
         try:
-            items.append(new_task(services, task))
+            items.append(new_task(services, task, owner=principal.name))
         except TaskstateError as exc:
             exc.extra["index"] = index
             exc.detail = f"tasks[{index}]: {exc.detail}"
@@ -110,10 +129,11 @@ async def create_tasks_batch(body: TaskBatchCreate, services: ServicesDep) -> di
     "",
     operation_id="list_tasks",
     response_model=TaskPage,
-    responses=error_responses(422),
+    responses=error_responses(401, 403, 422),
 )
 async def list_tasks(
     services: ServicesDep,
+    principal: ViewerDep,
     state: Annotated[list[State] | None, Query(description="Repeatable.")] = None,
     type: Annotated[str | None, Query(max_length=200)] = None,
     trigger: Trigger | None = None,
@@ -131,25 +151,31 @@ async def list_tasks(
         created_after=_aware(created_after),
         created_before=_aware(created_before),
         q=q,
+        owner=principal.owner_filter,
     )
     items, next_cursor, total = await services.store.list_tasks(flt, limit=limit, cursor=cursor)
     return {"items": items, "next_cursor": next_cursor, "total": total}
 
 
-@router.get("/active", operation_id="list_active_tasks", response_model=TaskList)
-async def list_active_tasks(services: ServicesDep) -> dict[str, Any]:
+@router.get(
+    "/active",
+    operation_id="list_active_tasks",
+    response_model=TaskList,
+    responses=error_responses(401, 403),
+)
+async def list_active_tasks(services: ServicesDep, principal: ViewerDep) -> dict[str, Any]:
     """Every task not in a terminal state, oldest first: what the UI restores on page load."""
-    return {"items": await services.store.active_tasks()}
+    return {"items": await services.store.active_tasks(principal.owner_filter)}
 
 
 @router.post(
     "/cleanup",
     operation_id="cleanup_tasks",
     response_model=CleanupResult,
-    responses=error_responses(422),
+    responses=error_responses(401, 403, 422),
 )
 async def cleanup_tasks(
-    services: ServicesDep, body: Annotated[CleanupRequest | None, Body()] = None
+    services: ServicesDep, _admin: AdminDep, body: Annotated[CleanupRequest | None, Body()] = None
 ) -> dict[str, Any]:
     """Delete terminal tasks (and their transitions) that finished more than `older_than_days` ago."""
     days = body.older_than_days if body and body.older_than_days is not None else None
@@ -163,35 +189,38 @@ async def cleanup_tasks(
     "/{task_id}",
     operation_id="get_task",
     response_model=TaskPublic,
-    responses=error_responses(404),
+    responses=error_responses(401, 403, 404),
 )
-async def get_task(task_id: str, services: ServicesDep) -> dict[str, Any]:
-    return await services.store.get_task(checked_id(task_id))
+async def get_task(task_id: str, services: ServicesDep, principal: ViewerDep) -> dict[str, Any]:
+    task = await services.store.get_task(checked_id(task_id))
+    principal.check_owner(task["owner"])
+    return task
 
 
 @router.get(
     "/{task_id}/transitions",
     operation_id="list_task_transitions",
     response_model=TransitionList,
-    responses=error_responses(404),
+    responses=error_responses(401, 403, 404),
 )
-async def list_task_transitions(task_id: str, services: ServicesDep) -> dict[str, Any]:
+async def list_task_transitions(task_id: str, services: ServicesDep, principal: ViewerDep) -> dict[str, Any]:
     """The task's transition rows, oldest first."""
-    return {"items": await services.store.transitions_of(checked_id(task_id))}
+    row = await owned_task(services, principal, task_id)
+    return {"items": await services.store.transitions_of(row["id"])}
 
 
 @router.post(
     "/{task_id}/cancel",
     operation_id="cancel_task",
     response_model=TaskPublic,
-    responses=error_responses(404, 409),
+    responses=error_responses(401, 403, 404, 409),
 )
-async def cancel_task(task_id: str, services: ServicesDep) -> dict[str, Any]:
+async def cancel_task(task_id: str, services: ServicesDep, principal: OperatorDep) -> dict[str, Any]:
     """Cancel a non-terminal task at once; its job is told, and stopped hard after the grace period.
 
     Cancelling a cancelled task answers it again; any other terminal task is a 409.
     """
-    task_id = checked_id(task_id)
+    task_id = (await owned_task(services, principal, task_id))["id"]
     result = await services.store.transition(task_id, State.CANCELLED, reason="user", actor="api")
     if result.outcome is Outcome.REFUSED:
         raise InvalidTransition(result.from_state, State.CANCELLED.value)
@@ -203,17 +232,15 @@ async def cancel_task(task_id: str, services: ServicesDep) -> dict[str, Any]:
     "/{task_id}/stop",
     operation_id="stop_task",
     response_model=TaskPublic,
-    responses=error_responses(404, 409),
+    responses=error_responses(401, 403, 404, 409),
 )
-async def stop_task(task_id: str, services: ServicesDep) -> dict[str, Any]:
+async def stop_task(task_id: str, services: ServicesDep, principal: OperatorDep) -> dict[str, Any]:
     """Ask a `serving` service job to shut down: `stopping`, then `completed` once it has.
 
     Stopping a task that is stopping already answers it again; any other state is a 409.
     """
-    task_id = checked_id(task_id)
-    row = await services.store.get_task_row(task_id)
-    if row is None:
-        raise NotFound(f"no task with id {task_id!r}")
+    row = await owned_task(services, principal, task_id)
+    task_id = row["id"]
     if row["state"] not in (State.SERVING, State.STOPPING):
         raise InvalidTransition(
             row["state"],
@@ -230,14 +257,14 @@ async def stop_task(task_id: str, services: ServicesDep) -> dict[str, Any]:
     "/{task_id}/questions/{question_id}/answer",
     operation_id="answer_question",
     response_model=TaskPublic,
-    responses=error_responses(404, 409, 422),
+    responses=error_responses(401, 403, 404, 409, 422),
 )
 async def answer_question(
-    task_id: str, question_id: str, body: AnswerRequest, services: ServicesDep
+    task_id: str, question_id: str, body: AnswerRequest, services: ServicesDep, principal: OperatorDep
 ) -> dict[str, Any]:
     """Answer a question the task's job asked. 409 if it was answered already or the task has ended;
     422 if the question has `choices` and the answer is not one of them."""
-    task_id = checked_id(task_id)
+    task_id = (await owned_task(services, principal, task_id))["id"]
     try:
         question_id = str(uuid.UUID(question_id))
     except ValueError:
@@ -255,16 +282,18 @@ async def answer_question(
     "/{task_id}/logs",
     operation_id="list_task_logs",
     response_model=LogPage,
-    responses=error_responses(404, 422),
+    responses=error_responses(401, 403, 404, 422),
 )
 async def list_task_logs(
     task_id: str,
     services: ServicesDep,
+    principal: ViewerDep,
     after: Annotated[int, Query(ge=0, le=2**31, description="Only lines with a greater seq.")] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> dict[str, Any]:
     """The task's log lines after line `after`, oldest first."""
-    items = await tasklog.read(services.store, checked_id(task_id), after=after, limit=limit)
+    row = await owned_task(services, principal, task_id)
+    items = await tasklog.read(services.store, row["id"], after=after, limit=limit)
     return {"items": items, "next_after": items[-1]["seq"] if items else after}
 
 
@@ -273,13 +302,11 @@ async def list_task_logs(
     operation_id="retry_task",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskPublic,
-    responses=error_responses(404, 409, 422),
+    responses=error_responses(401, 403, 404, 409, 422),
 )
-async def retry_task(task_id: str, services: ServicesDep) -> dict[str, Any]:
+async def retry_task(task_id: str, services: ServicesDep, principal: OperatorDep) -> dict[str, Any]:
     """A new task with the same type and params as a failed or cancelled one (`retry_of` links them)."""
-    row = await services.store.get_task_row(checked_id(task_id))
-    if row is None:
-        raise NotFound(f"no task with id {task_id!r}")
+    row = await owned_task(services, principal, task_id)
     if row["state"] not in (State.FAILED, State.CANCELLED):
         raise InvalidTransition(
             row["state"],
@@ -298,7 +325,8 @@ async def retry_task(task_id: str, services: ServicesDep) -> dict[str, Any]:
         trigger=Trigger(row["trigger"]),
         trigger_source=row["trigger_source"],
     )
-    [result] = await services.store.create_tasks([new_task(services, body, retry_of=row["id"])], actor="api")
+    new = new_task(services, body, owner=principal.name, retry_of=row["id"])
+    [result] = await services.store.create_tasks([new], actor="api")
     return result.task
 
 

@@ -15,12 +15,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskstate import __version__, demo_jobs, logconfig
 from taskstate.api import admin, tasks
 from taskstate.api.deps import Services
-from taskstate.api.errors import BodyLimitMiddleware, install_error_handlers
+from taskstate.api.errors import BodyLimitMiddleware, error_responses, install_error_handlers
 from taskstate.bus import EventBus
 from taskstate.config import Settings
 from taskstate.db import open_database
@@ -45,6 +46,22 @@ def build_registry(settings: Settings) -> JobRegistry:
     if settings.jobs_module:
         registry.load_module(settings.jobs_module)
     return registry
+
+
+class FrontendMount(Mount):
+    """The UI's files at `/`, but never for the API's paths.
+
+    A mount at `/` matches every path, so it would answer a wrong method on an API route
+    (GET /api/v2/tasks/{id}/cancel) with 404 and an unknown API path with 405 (StaticFiles
+    refuses POST). Under these prefixes the router answers instead: 405 or 404, as JSON.
+    """
+
+    API_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc")
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] == "http" and scope["path"].startswith(self.API_PREFIXES):
+            return Match.NONE, {}
+        return super().matches(scope)
 
 
 def _frontend_dir() -> Path | None:
@@ -160,6 +177,8 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
         version=__version__,
         summary="The single source of truth for the lifecycle of long-running jobs.",
         lifespan=lifespan,
+        # Any operation can fail unexpectedly; that answer has the error shape too.
+        responses=error_responses(500),
     )
     install_error_handlers(app)
     app.add_middleware(SecurityHeadersMiddleware)
@@ -185,7 +204,9 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
 
     frontend = _frontend_dir()
     if frontend is not None:
-        app.mount("/", StaticFiles(directory=frontend, html=True), name="frontend")
+        app.router.routes.append(
+            FrontendMount("/", StaticFiles(directory=frontend, html=True), name="frontend")
+        )
     else:
 
         @app.get("/", include_in_schema=False)

@@ -102,7 +102,14 @@ class JobRegistry:
     def validate_params(self, name: str, params: dict[str, Any] | None, max_bytes: int) -> dict[str, Any]:
         """The params as the type's model sees them (defaults filled), or a clear error."""
         spec = self.get(name)
-        size = len(json.dumps(params or {}, separators=(",", ":")).encode())
+        try:
+            text = json.dumps(params or {}, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            size = len(text.encode())
+        except (ValueError, UnicodeEncodeError) as exc:
+            # NaN/Infinity (not JSON) or lone surrogates (not Unicode text).
+            raise ValidationFailed(f"params are not valid JSON text: {exc}") from None
+        if _has_nul(params):
+            raise ValidationFailed("params may not contain the character U+0000 (PostgreSQL cannot store it)")
         if size > max_bytes:
             raise PayloadTooLarge(f"params are {size} bytes; the limit is {max_bytes}")
         try:
@@ -120,6 +127,16 @@ class JobRegistry:
         register = getattr(module, "register", None)
         if callable(register):
             register(self)
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class ContextReporter(Protocol):

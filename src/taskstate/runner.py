@@ -93,6 +93,8 @@ class RunningJob:
         self.stop_reason: str | None = None
         self.hard_stop: asyncio.TimerHandle | None = None
         self.serving = False
+        #: The state this job last put its task in (a hint for the store's fast path).
+        self.state = State.PREPARING
         self._last_live = 0.0
         self._live_pending = False
         self._dirty = False
@@ -278,7 +280,13 @@ class RunningJob:
         while True:
             try:
                 result = await self.env.store.transition(
-                    self.task_id, to, reason=reason, actor=self.env.actor, guard=self.guard, fields=fields
+                    self.task_id,
+                    to,
+                    reason=reason,
+                    actor=self.env.actor,
+                    guard=self.guard,
+                    fields=fields,
+                    expect_from=self.state,
                 )
                 break
             except TaskstateError as exc:
@@ -294,6 +302,7 @@ class RunningJob:
         if result.outcome in (Outcome.REFUSED, Outcome.NOT_OWNER):
             self.ctx.cancelled.set()
             raise _Stop
+        self.state = to
         if result.record is not None:
             self._entered.append((to.value, result.record.at))
 

@@ -17,7 +17,10 @@ from pydantic.types import Strict
 from taskstate.states import State
 
 StrictInt = Annotated[int, Strict()]
-ShortText = Annotated[str, StringConstraints(max_length=200)]
+#: No U+0000: PostgreSQL cannot store it in text.
+NO_NUL = r"^[^\x00]*$"
+ShortText = Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)]
+Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)]
 
 MAX_BATCH = 500
 MAX_PAGE = 500
@@ -41,16 +44,16 @@ class TaskCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    type: Text200
     params: dict[str, Any] | None = None
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    name: Text200 | None = None
     priority: Annotated[StrictInt, Field(ge=-1_000_000, le=1_000_000)] = 0
     run_at: datetime | None = None
     timeout_seconds: Annotated[float, Field(gt=0, le=30 * 24 * 3600)] | None = None
     max_attempts: Annotated[StrictInt, Field(ge=1, le=100)] = 3
     trigger: Trigger = Trigger.API
     trigger_source: ShortText | None = None
-    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    idempotency_key: Text200 | None = None
 
 
 class TaskBatchCreate(BaseModel):

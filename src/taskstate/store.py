@@ -17,7 +17,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -259,8 +259,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, task_id = json.loads(raw)
-        return datetime.fromisoformat(created), str(task_id)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        # Only what encode_cursor writes: an instant that fits in UTC, and a task id (a UUID).
+        return datetime.fromisoformat(created).astimezone(UTC), str(uuid.UUID(task_id))
+    except (ValueError, TypeError, AttributeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise ValidationFailed("cursor is not one this server issued", field="cursor") from exc
 
 
@@ -351,6 +352,7 @@ class Store:
         actor: str,
         guard: Guard | None = None,
         fields: Mapping[str, Any] | None = None,
+        expect_from: State | None = None,
     ) -> TransitionResult:
         """Move a task to `to`, if the table allows it; the one way a task's state changes."""
         unknown = set(fields or ()) - TRANSITION_FIELDS
@@ -358,7 +360,7 @@ class Store:
             raise ValueError(f"transition() cannot set {sorted(unknown)}")
 
         async def op(wb: WriteBatch) -> TransitionResult:
-            return await _apply_transition(wb, task_id, to, reason, actor, guard, fields or {})
+            return await _apply_transition(wb, task_id, to, reason, actor, guard, fields or {}, expect_from)
 
         return await self._writer.submit(op)
 
@@ -792,31 +794,44 @@ async def _apply_transition(
     actor: str,
     guard: Guard | None,
     fields: Mapping[str, Any],
+    expect_from: State | None = None,
 ) -> TransitionResult:
+    """The canonical transition (see the module docstring).
+
+    `expect_from` is a caller's belief about the current state (a worker knows the state
+    it put its task in): it lets the conditional update go first, without the read; if the
+    belief was wrong, nothing was written and the careful path below decides.
+    """
     conn = wb.conn
+    hint = expect_from.value if expect_from is not None and can_transition(expect_from, to) else None
     while True:
-        current = (
-            await conn.execute(
-                sa.select(tasks.c.state, tasks.c.worker_id, tasks.c.attempt).where(tasks.c.id == task_id)
-            )
-        ).first()
-        if current is None:
-            raise NotFound(f"no task with id {task_id!r}")
-        from_state = current.state
-        if guard is not None and (current.worker_id != guard.worker_id or current.attempt != guard.attempt):
-            return TransitionResult(Outcome.NOT_OWNER, from_state, to.value, {})
-        if from_state == to.value:
-            return TransitionResult(Outcome.NOOP, from_state, to.value, {})
-        if is_terminal(from_state):
-            log.info(
-                "ignored %s -> %s for task %s (%s): the task is already terminal",
-                from_state,
-                to.value,
-                task_id,
-                actor,
-            )
-            return TransitionResult(Outcome.REFUSED, from_state, to.value, {})
-        check_transition(from_state, to.value)
+        if hint is not None:
+            from_state, hint = hint, None
+        else:
+            current = (
+                await conn.execute(
+                    sa.select(tasks.c.state, tasks.c.worker_id, tasks.c.attempt).where(tasks.c.id == task_id)
+                )
+            ).first()
+            if current is None:
+                raise NotFound(f"no task with id {task_id!r}")
+            from_state = current.state
+            if guard is not None and (
+                current.worker_id != guard.worker_id or current.attempt != guard.attempt
+            ):
+                return TransitionResult(Outcome.NOT_OWNER, from_state, to.value, {})
+            if from_state == to.value:
+                return TransitionResult(Outcome.NOOP, from_state, to.value, {})
+            if is_terminal(from_state):
+                log.info(
+                    "ignored %s -> %s for task %s (%s): the task is already terminal",
+                    from_state,
+                    to.value,
+                    task_id,
+                    actor,
+                )
+                return TransitionResult(Outcome.REFUSED, from_state, to.value, {})
+            check_transition(from_state, to.value)
         now = utcnow()
         values: dict[str, Any] = {"state": to.value, "updated_at": now, "last_reason": reason}
         if to is State.PREPARING:

@@ -98,7 +98,7 @@ async def create_token(body: TokenCreate, services: ServicesDep, _admin: AdminDe
     "/api/v2/tokens/{token_id}/revoke",
     operation_id="revoke_token",
     response_model=TokenPublic,
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404, 422),
     tags=["admin"],
 )
 async def revoke_token(token_id: str, services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
@@ -157,7 +157,7 @@ async def healthz() -> dict[str, Any]:
     "/readyz",
     operation_id="readyz",
     response_model=HealthStatus,
-    responses=error_responses(503),
+    responses={503: {"model": HealthStatus, "description": "Not ready: the failing checks say why."}},
     tags=["health"],
 )
 async def readyz(services: ServicesDep) -> Any:

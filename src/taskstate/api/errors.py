@@ -33,6 +33,7 @@ _DESCRIPTIONS = {
     409: "The transition table does not allow it (`invalid_transition`, with `from` and `to`).",
     413: "The body or the params are over the limit (`payload_too_large`).",
     422: "The request is not valid (`validation_error`, `unknown_task_type`).",
+    500: "An unexpected error (`internal_error`); see the server log.",
     503: "Not ready.",
 }
 
@@ -76,6 +77,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # FastAPI's answer to a body it cannot decode (not UTF-8, nested too deep):
+            # for the contract that is a bad body like any other.
+            return JSONResponse(
+                {
+                    "error": "validation_error",
+                    "detail": "the request body is not valid JSON text",
+                    "errors": [{"loc": ["body"], "msg": str(exc.detail), "type": "json_invalid"}],
+                },
+                status_code=422,
+            )
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return JSONResponse(
             {"error": code, "detail": str(exc.detail)},
@@ -117,18 +129,33 @@ class BodyLimitMiddleware:
                 if too_large:
                     await self._reject(send, limit)
                     return
+        # Without a Content-Length (a chunked body), read up to the limit here: an exception
+        # raised while FastAPI reads the body would become its 400 "error parsing the body".
+        chunks: list[bytes] = []
         received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
-            return message
+            if message["type"] != "http.request":
+                break  # http.disconnect: the app sees what arrived
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > limit:
+                await self._reject(send, limit)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
 
-        await self.app(scope, limited_receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     @staticmethod
     async def _reject(send: Send, limit: int) -> None:

@@ -17,6 +17,7 @@ from taskstate.auth import Principal
 from taskstate.errors import InvalidTransition, NotFound, PayloadTooLarge, TaskstateError, ValidationFailed
 from taskstate.schemas import (
     MAX_PAGE,
+    NO_NUL,
     AnswerRequest,
     CleanupRequest,
     CleanupResult,
@@ -52,10 +53,16 @@ async def owned_task(services: ServicesDep, principal: Principal, task_id: str) 
     return row
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+def _aware(value: datetime | None, field: str) -> datetime | None:
+    """The instant in UTC; one that does not fit in UTC (year 0 or 10000) is a 422."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValidationFailed(f"{field}: {value.isoformat()} is out of range", field=field) from None
 
 
 def new_task(
@@ -67,7 +74,7 @@ def new_task(
         params=params,
         name=body.name or body.type,
         priority=body.priority,
-        run_at=_aware(body.run_at),
+        run_at=_aware(body.run_at, "run_at"),
         timeout_seconds=body.timeout_seconds,
         max_attempts=body.max_attempts,
         trigger=body.trigger.value,
@@ -135,11 +142,13 @@ async def list_tasks(
     services: ServicesDep,
     principal: ViewerDep,
     state: Annotated[list[State] | None, Query(description="Repeatable.")] = None,
-    type: Annotated[str | None, Query(max_length=200)] = None,
+    type: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
     trigger: Trigger | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
-    q: Annotated[str | None, Query(max_length=200, description="Search in task names.")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, pattern=NO_NUL, description="Search in task names.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
@@ -148,8 +157,8 @@ async def list_tasks(
         states=[s.value for s in state or []],
         type=type,
         trigger=trigger.value if trigger else None,
-        created_after=_aware(created_after),
-        created_before=_aware(created_before),
+        created_after=_aware(created_after, "created_after"),
+        created_before=_aware(created_before, "created_before"),
         q=q,
         owner=principal.owner_filter,
     )
@@ -189,7 +198,7 @@ async def cleanup_tasks(
     "/{task_id}",
     operation_id="get_task",
     response_model=TaskPublic,
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404, 422),
 )
 async def get_task(task_id: str, services: ServicesDep, principal: ViewerDep) -> dict[str, Any]:
     task = await services.store.get_task(checked_id(task_id))
@@ -201,7 +210,7 @@ async def get_task(task_id: str, services: ServicesDep, principal: ViewerDep) ->
     "/{task_id}/transitions",
     operation_id="list_task_transitions",
     response_model=TransitionList,
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404, 422),
 )
 async def list_task_transitions(task_id: str, services: ServicesDep, principal: ViewerDep) -> dict[str, Any]:
     """The task's transition rows, oldest first."""
@@ -213,7 +222,7 @@ async def list_task_transitions(task_id: str, services: ServicesDep, principal: 
     "/{task_id}/cancel",
     operation_id="cancel_task",
     response_model=TaskPublic,
-    responses=error_responses(401, 403, 404, 409),
+    responses=error_responses(401, 403, 404, 409, 422),
 )
 async def cancel_task(task_id: str, services: ServicesDep, principal: OperatorDep) -> dict[str, Any]:
     """Cancel a non-terminal task at once; its job is told, and stopped hard after the grace period.
@@ -232,7 +241,7 @@ async def cancel_task(task_id: str, services: ServicesDep, principal: OperatorDe
     "/{task_id}/stop",
     operation_id="stop_task",
     response_model=TaskPublic,
-    responses=error_responses(401, 403, 404, 409),
+    responses=error_responses(401, 403, 404, 409, 422),
 )
 async def stop_task(task_id: str, services: ServicesDep, principal: OperatorDep) -> dict[str, Any]:
     """Ask a `serving` service job to shut down: `stopping`, then `completed` once it has.

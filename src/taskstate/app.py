@@ -137,7 +137,7 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _ensure_sqlite_directory(settings.database_url)
-        db = open_database(settings.database_url)
+        db = open_database(settings.database_url, pool_size=settings.db_pool_size)
         await upgrade_to_head(db.writer)
         bus = EventBus(settings.subscriber_queue_size)
         store = Store(db, bus)

@@ -5,6 +5,7 @@ WORKDIR /src
 COPY pyproject.toml README.md alembic.ini ./
 COPY src ./src
 COPY alembic ./alembic
+COPY frontend ./frontend
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim

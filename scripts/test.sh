@@ -20,9 +20,22 @@ if command -v pg_isready >/dev/null && ! pg_isready -h 127.0.0.1 -p 5432 -q; the
   fi
 fi
 
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "installing chromium (Debian's; never a downloaded browser)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "chromium could not be installed: the e2e tests will be skipped"
+fi
+
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy --strict"
 .venv/bin/mypy
+echo "== node --test frontend/tests/"
+if command -v node >/dev/null; then
+  node --test frontend/tests/
+else
+  echo "node is missing: the frontend unit tests cannot run" >&2
+  exit 1
+fi
 echo "== pytest"
 exec .venv/bin/pytest "$@"

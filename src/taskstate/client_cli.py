@@ -61,10 +61,14 @@ def _param(text: str) -> tuple[str, Any]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     try:
-        value: Any = json.loads(raw)
+        value: Any = json.loads(raw, parse_constant=_not_json)
     except ValueError:
-        value = raw
+        value = raw  # including NaN and Infinity, which JSON does not have
     return key, value
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(constant)
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -78,7 +82,7 @@ def _common_options() -> argparse.ArgumentParser:
     group.add_argument(
         "--token",
         default=os.environ.get("TASKSTATE_TOKEN") or None,
-        help="API token, sent as 'Authorization: Bearer ...' (TASKSTATE_TOKEN)",
+        help="API token, sent as 'Authorization: Bearer ...'; prefer TASKSTATE_TOKEN (not shown by ps)",
     )
     group.add_argument("--json", action="store_true", help="print JSON for scripts instead of text")
     group.add_argument(
@@ -573,7 +577,16 @@ class Watcher:
                         self._note("reconnected")
                     failing_since, delay = None, 0.2
                     async for raw in ws:
-                        if self._handle(json.loads(raw)):
+                        try:
+                            event = json.loads(raw)
+                        except ValueError:
+                            event = None
+                        if not isinstance(event, dict):
+                            raise ClientError(
+                                f"the event stream sent something that is not a JSON object: {raw[:200]!r}",
+                                EXIT_SERVER_ERROR,
+                            )
+                        if self._handle(event):
                             return self.final
                     code = ws.close_code
                     reason = ws.close_reason

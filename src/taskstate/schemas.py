@@ -170,6 +170,20 @@ class TaskList(BaseModel):
     items: list[TaskPublic]
 
 
+class ActiveTaskList(TaskList):
+    seq: int = Field(
+        description="The newest transition these tasks include: open the WebSocket with `since` = seq."
+    )
+
+
+class ClientConfig(BaseModel):
+    """What a client (the UI) should know of the server's configuration."""
+
+    task_polling_frequency: int = Field(description="ms between polls while the WebSocket is down.")
+    auth: Literal["off", "tokens"]
+    version: str
+
+
 class TransitionPublic(BaseModel):
     seq: int
     task_id: str

@@ -8,11 +8,12 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from taskstate import auth, questions
+from taskstate import __version__, auth, questions
 from taskstate.api.deps import AdminDep, ServicesDep, ViewerDep
 from taskstate.api.errors import error_responses
 from taskstate.migrations import current_revision, head_revision
 from taskstate.schemas import (
+    ClientConfig,
     HealthStatus,
     QuestionList,
     ResetResult,
@@ -145,6 +146,16 @@ async def metrics(services: ServicesDep, _viewer: ViewerDep) -> PlainTextRespons
         running_jobs=len(services.supervisor.running),
     )
     return PlainTextResponse(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/v2/config", operation_id="get_config", response_model=ClientConfig, tags=["health"])
+async def get_config(services: ServicesDep) -> dict[str, Any]:
+    """What the UI needs to know of the server's settings (no secrets; public)."""
+    return {
+        "task_polling_frequency": services.settings.task_polling_frequency,
+        "auth": services.settings.auth,
+        "version": __version__,
+    }
 
 
 @router.get("/healthz", operation_id="healthz", response_model=HealthStatus, tags=["health"])

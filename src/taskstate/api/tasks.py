@@ -18,6 +18,7 @@ from taskstate.errors import InvalidTransition, NotFound, PayloadTooLarge, Tasks
 from taskstate.schemas import (
     MAX_PAGE,
     NO_NUL,
+    ActiveTaskList,
     AnswerRequest,
     CleanupRequest,
     CleanupResult,
@@ -169,12 +170,18 @@ async def list_tasks(
 @router.get(
     "/active",
     operation_id="list_active_tasks",
-    response_model=TaskList,
+    response_model=ActiveTaskList,
     responses=error_responses(401, 403),
 )
 async def list_active_tasks(services: ServicesDep, principal: ViewerDep) -> dict[str, Any]:
-    """Every task not in a terminal state, oldest first: what the UI restores on page load."""
-    return {"items": await services.store.active_tasks(principal.owner_filter)}
+    """Every task not in a terminal state, oldest first: what the UI restores on page load.
+
+    `seq` is the newest transition the list includes (read in one snapshot): a client that
+    opens the WebSocket with `since=seq` misses nothing and is sent nothing twice.
+    """
+    seq, items = await services.store.snapshot()
+    owner = principal.owner_filter
+    return {"items": [t for t in items if owner is None or t["owner"] == owner], "seq": seq}
 
 
 @router.post(

@@ -1,0 +1,48 @@
+// The page's entry point: one TaskStateManager, the custom elements, the router.
+
+import { registerActiveTasks } from './active-tasks.js';
+import { registerAnnouncer } from './announcer.js';
+import { registerConnectionIndicator } from './connection-indicator.js';
+import { setManager } from './context.js';
+import { registerDashboardPage } from './dashboard-page.js';
+import { registerHistoryPage } from './history-page.js';
+import { registerRecentTasks } from './recent-tasks.js';
+import { registerResetButton } from './reset-button.js';
+import { Router } from './router.js';
+import { registerStartTaskForm } from './start-task-form.js';
+import { registerTaskCard } from './task-card.js';
+import { registerTaskLog } from './task-log.js';
+import { registerTaskPage } from './task-page.js';
+import { registerTaskQuestions } from './task-questions.js';
+import { registerTaskReport } from './task-report.js';
+import { TaskStateManager } from './task-state-manager.js';
+import { registerTaskTable } from './task-table.js';
+import { registerTaskTimeline } from './task-timeline.js';
+import { registerWorkersPage } from './workers-page.js';
+
+function pollingFrequency() {
+  // ?poll=ms overrides; otherwise the manager asks the server (TASK_POLLING_FREQUENCY).
+  const value = Number(new URLSearchParams(location.search).get('poll'));
+  return Number.isFinite(value) && value >= 100 ? value : undefined;
+}
+
+const taskStateManager = new TaskStateManager({ pollingFrequency: pollingFrequency() });
+window.taskStateManager = taskStateManager; // the seed's handle, for the console and tests
+setManager(taskStateManager);
+taskStateManager.on('connection', ({ state }) => {
+  if (state === 'live' && !performance.getEntriesByName('taskstate:live').length) {
+    performance.mark('taskstate:live');
+  }
+});
+
+for (const register of [
+  registerTaskCard, registerTaskTable, registerTaskTimeline, registerTaskLog, registerTaskQuestions,
+  registerTaskReport, registerActiveTasks, registerRecentTasks, registerStartTaskForm,
+  registerConnectionIndicator, registerAnnouncer, registerResetButton, registerDashboardPage,
+  registerHistoryPage, registerTaskPage, registerWorkersPage,
+]) {
+  register();
+}
+
+new Router(document.getElementById('main')).start();
+taskStateManager.initialize();

@@ -75,10 +75,10 @@ async def test_sigkill_mid_count_resumes_from_checkpoint(proc: ServerProcess) ->
     await wait_until(proc.url, task["id"], lambda t: t["items_processed"] >= 5 and t["has_checkpoint"])
     await proc.kill()
 
-    restarted = time.monotonic()
     await proc.start()
+    ready = time.monotonic()
     requeued = await wait_until(proc.url, task["id"], lambda t: t["restoration_count"] >= 1)
-    recovery = time.monotonic() - restarted
+    recovery = time.monotonic() - ready
     done = await wait_until(proc.url, task["id"], lambda t: t["is_terminal"])
 
     assert done["state"] == "completed", done
@@ -105,8 +105,8 @@ async def test_sigkill_mid_count_resumes_from_checkpoint(proc: ServerProcess) ->
     ]
     assert transitions[3][2:] == ("worker_lost", "sweeper")
     assert transitions[4][2:] == ("worker_lost", "sweeper")
-    # Orphan timeout (2 s) plus a sweep (0.5 s) plus start-up: never much more.
-    assert recovery < 2 + 0.5 + 5, f"re-queued {recovery:.1f}s after the restart"
+    # Once the server is up: the orphan timeout (2 s) plus a sweep (0.5 s), with slack for a busy machine.
+    assert recovery < 2 + 0.5 + 3, f"re-queued {recovery:.1f}s after the restart"
     assert requeued["restoration_count"] == 1
 
 

@@ -77,7 +77,7 @@ class TransitionFeed:
                 self._held[rec.seq] = rec
         self._drain()
         if self._held and self._filler is None:
-            self._filler = asyncio.create_task(self._fill_gap_later())
+            self._filler = asyncio.create_task(self._fill_gaps(), name="taskstate-feed-gap")
 
     def _drain(self) -> None:
         assert self._next is not None
@@ -106,17 +106,18 @@ class TransitionFeed:
                 log.warning("reading new transitions failed", exc_info=True)
                 await asyncio.sleep(tail_seconds)
 
-    async def _fill_gap_later(self) -> None:
+    async def _fill_gaps(self) -> None:
+        """While a seq is held back, give its predecessors a moment, then read them."""
         try:
-            await asyncio.sleep(GAP_WAIT_SECONDS)
-            if self._held:
-                await self.catch_up()
+            while self._held:
+                await asyncio.sleep(GAP_WAIT_SECONDS)
+                if self._held:
+                    await self.catch_up()
         except Exception:
-            log.exception("filling a gap in the transition feed failed")
+            # The follower's periodic catch-up will fill it.
+            log.warning("filling a gap in the transition feed failed", exc_info=True)
         finally:
             self._filler = None
-            if self._held:
-                self._filler = asyncio.create_task(self._fill_gap_later())
 
     async def catch_up(self) -> None:
         """Read and deliver everything committed that this instance has not delivered yet."""

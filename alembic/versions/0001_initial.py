@@ -77,8 +77,12 @@ def upgrade() -> None:
         sqlite_where=sa.text(ACTIVE),
     )
     op.create_index("ix_tasks_history", "tasks", [sa.text("created_at DESC"), sa.text("id DESC")])
-    op.create_index("ix_tasks_state_created", "tasks", ["state", sa.text("created_at DESC")])
-    op.create_index("ix_tasks_type_created", "tasks", ["type", sa.text("created_at DESC")])
+    op.create_index(
+        "ix_tasks_state_created", "tasks", ["state", sa.text("created_at DESC"), sa.text("id DESC")]
+    )
+    op.create_index(
+        "ix_tasks_type_created", "tasks", ["type", sa.text("created_at DESC"), sa.text("id DESC")]
+    )
     op.create_index("ix_tasks_finished", "tasks", ["finished_at"])
     op.create_index(
         "ix_tasks_worker",

@@ -65,7 +65,12 @@ def downgrade() -> None:
     op.drop_table("questions")
     with op.batch_alter_table("tasks") as batch:
         for column in (
-            "system_info", "phase_results", "execution_summary", "log_seq",
-            "pending_questions", "service_info", "endpoint",
+            "system_info",
+            "phase_results",
+            "execution_summary",
+            "log_seq",
+            "pending_questions",
+            "service_info",
+            "endpoint",
         ):
             batch.drop_column(column)

@@ -21,7 +21,9 @@ TS = sa.DateTime(timezone=True)
 def upgrade() -> None:
     with op.batch_alter_table("tasks") as batch:
         batch.add_column(sa.Column("owner", sa.String(200)))
-    op.create_index("ix_tasks_owner_created", "tasks", ["owner", sa.text("created_at DESC")])
+    op.create_index(
+        "ix_tasks_owner_created", "tasks", ["owner", sa.text("created_at DESC"), sa.text("id DESC")]
+    )
     op.create_table(
         "api_tokens",
         sa.Column("id", sa.String(16), primary_key=True),

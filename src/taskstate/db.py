@@ -98,7 +98,7 @@ tasks = sa.Table(
     sa.Column("system_info", JSONType),
     # 0003: who created the task (the token's name), when auth is on
     sa.Column("owner", sa.String(200)),
-    sa.Index("ix_tasks_owner_created", "owner", sa.text("created_at DESC")),
+    sa.Index("ix_tasks_owner_created", "owner", sa.text("created_at DESC"), sa.text("id DESC")),
     sa.Index(
         "ix_tasks_queue",
         sa.text("priority DESC"),
@@ -113,8 +113,8 @@ tasks = sa.Table(
         sqlite_where=sa.text(f"state NOT IN ({', '.join(repr(s) for s in _terminal)})"),
     ),
     sa.Index("ix_tasks_history", sa.text("created_at DESC"), sa.text("id DESC")),
-    sa.Index("ix_tasks_state_created", "state", sa.text("created_at DESC")),
-    sa.Index("ix_tasks_type_created", "type", sa.text("created_at DESC")),
+    sa.Index("ix_tasks_state_created", "state", sa.text("created_at DESC"), sa.text("id DESC")),
+    sa.Index("ix_tasks_type_created", "type", sa.text("created_at DESC"), sa.text("id DESC")),
     sa.Index("ix_tasks_finished", "finished_at"),
     sa.Index(
         "ix_tasks_worker",

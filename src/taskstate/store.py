@@ -636,16 +636,35 @@ class Store:
             conditions.append(tasks.c.name.icontains(flt.q, autoescape=True))
         if flt.owner is not None:
             conditions.append(tasks.c.owner == flt.owner)
-        page = sa.select(tasks).where(*conditions)
+        after: list[sa.ColumnElement[bool]] = []
         if cursor:
             created, last_id = decode_cursor(cursor)
-            page = page.where(
+            after.append(
                 sa.or_(
                     tasks.c.created_at < created,
                     sa.and_(tasks.c.created_at == created, tasks.c.id < last_id),
                 )
             )
-        page = page.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit + 1)
+        newest_first = (tasks.c.created_at.desc(), tasks.c.id.desc())
+        if len(flt.states) > 1:
+            # One index range per state, merged: `state IN (...)` would sort every match.
+            others = conditions[1:]
+            parts = [
+                sa.select(
+                    sa.select(tasks)
+                    .where(tasks.c.state == state, *others, *after)
+                    .order_by(*newest_first)
+                    .limit(limit + 1)
+                    .subquery()
+                )
+                for state in dict.fromkeys(flt.states)
+            ]
+            merged = sa.union_all(*parts).subquery()
+            page: sa.Select[Any] = (
+                sa.select(merged).order_by(merged.c.created_at.desc(), merged.c.id.desc()).limit(limit + 1)
+            )
+        else:
+            page = sa.select(tasks).where(*conditions, *after).order_by(*newest_first).limit(limit + 1)
         count = sa.select(sa.func.count()).select_from(tasks).where(*conditions)
         async with self.db.reader.connect() as conn:
             rows = (await conn.execute(page)).mappings().all()

@@ -1,4 +1,4 @@
-"""The `taskstate` command: `serve` and `migrate`."""
+"""The `taskstate` command: run the service, migrate, manage tokens, and drive a server."""
 
 from __future__ import annotations
 

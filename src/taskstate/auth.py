@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
-from taskstate.db import api_tokens, utcnow
+from taskstate.db import api_tokens, iso, utcnow
 from taskstate.errors import Conflict, NotFound, TaskstateError
 from taskstate.store import Store
 from taskstate.writer import WriteBatch
@@ -165,6 +165,6 @@ def token_public(row: Any) -> dict[str, Any]:
         "id": row["id"],
         "name": row["name"],
         "role": row["role"],
-        "created_at": row["created_at"].isoformat(),
+        "created_at": iso(row["created_at"]),
         "revoked": row["revoked_at"] is not None,
     }

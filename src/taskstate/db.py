@@ -204,6 +204,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso(value: datetime) -> str:
+    """A UTC timestamp as the HTTP API writes it (`…Z`), so that events and answers agree."""
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
 def is_sqlite(url: str) -> bool:
     return sa.make_url(url).get_backend_name() == "sqlite"
 

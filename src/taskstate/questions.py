@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from taskstate.bus import Event
-from taskstate.db import questions, tasks, utcnow
+from taskstate.db import iso, questions, tasks, utcnow
 from taskstate.errors import Conflict, NotFound, ValidationFailed
 from taskstate.states import is_terminal
 from taskstate.store import Guard, Store
@@ -51,7 +51,7 @@ class Asked:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    return iso(value) if value is not None else None
 
 
 def question_payload(row: Any) -> dict[str, Any]:
@@ -208,9 +208,7 @@ async def _close(
         sa.update(tasks).where(tasks.c.id == task_id).values(pending_questions=left or None, updated_at=now)
     )
     wb.live_events.append(
-        _event(
-            task_id, {"id": question_id, "status": status, "answer": value, "answered_at": now.isoformat()}
-        )
+        _event(task_id, {"id": question_id, "status": status, "answer": value, "answered_at": iso(now)})
     )
 
 

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from taskstate import __version__, questions, tasklog
 from taskstate.bus import Event
 from taskstate.config import Settings
-from taskstate.db import utcnow
+from taskstate.db import iso, utcnow
 from taskstate.errors import TaskstateError
 from taskstate.jobs import CheckpointTooLarge, JobCancelled, JobContext, JobRegistry, JobSpec, current_context
 from taskstate.schemas import TaskKind
@@ -347,7 +347,7 @@ class RunningJob:
                     "type": "log",
                     "task_id": self.task_id,
                     "seq": line.seq,
-                    "at": line.at.isoformat(),
+                    "at": iso(line.at),
                     "level": level,
                     "message": message,
                 }

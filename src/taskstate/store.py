@@ -30,6 +30,7 @@ from taskstate.db import (
     ACTIVE_VALUES,
     TERMINAL_VALUES,
     Database,
+    iso,
     questions,
     seq_counter,
     task_logs,
@@ -161,7 +162,7 @@ class HistoryFilter:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    return iso(value) if value is not None else None
 
 
 def task_payload(row: Mapping[Any, Any], now: datetime | None = None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from taskstate.db import task_logs, tasks
+from taskstate.db import iso, task_logs, tasks
 from taskstate.errors import NotFound
 from taskstate.store import Store
 from taskstate.writer import WriteBatch
@@ -94,7 +94,4 @@ async def read(store: Store, task_id: str, *, after: int, limit: int) -> list[di
             .mappings()
             .all()
         )
-    return [
-        {"seq": r["seq"], "at": r["at"].isoformat(), "level": r["level"], "message": r["message"]}
-        for r in rows
-    ]
+    return [{"seq": r["seq"], "at": iso(r["at"]), "level": r["level"], "message": r["message"]} for r in rows]

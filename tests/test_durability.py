@@ -73,7 +73,8 @@ async def test_killing_the_database_connections_mid_batch_never_loses_a_publishe
         for _ in range(15):
             await asyncio.sleep(random.uniform(0.02, 0.15))
             await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
                 database,
             )
         await asyncio.sleep(0.3)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,22 +40,34 @@ class Event:
 
 
 class Subscription:
-    """A subscriber's bounded queue; `overflowed` once it fell too far behind."""
+    """A subscriber's bounded backlog; `overflowed` once it fell too far behind.
+
+    The bound is checked per publication (one commit's transitions arrive
+    together): a subscriber is cut off only if it is still `maxsize` events
+    behind when the next publication arrives. A burst from one commit, however
+    large, never overflows a subscriber that keeps up: it had no chance to read.
+    """
 
     def __init__(self, bus: EventBus, maxsize: int, task_id: str | None) -> None:
         self._bus = bus
         self.task_id = task_id
-        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self.maxsize = maxsize
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()  # bounded by `offer`, not by put
         self.overflowed = False
 
-    def offer(self, event: Event) -> None:
-        if self.overflowed or (self.task_id is not None and event.task_id != self.task_id):
+    def offer(self, events: Sequence[Event]) -> None:
+        if self.overflowed:
             return
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
+        if self.task_id is not None:
+            events = [e for e in events if e.task_id == self.task_id]
+        if not events:
+            return
+        if self.queue.qsize() >= self.maxsize:
             self.overflowed = True
             self._bus.unsubscribe(self)
+            return
+        for event in events:
+            self.queue.put_nowait(event)
 
     async def get(self) -> Event:
         return await self.queue.get()
@@ -97,12 +109,17 @@ class EventBus:
     def publish(self, event: Event, *, forward: bool = True) -> None:
         """Deliver `event` here; `forward` it to other instances unless it came from one
         (or is a transition: those travel through the database, see feed.py)."""
-        if forward and self.forwarder is not None and event.seq is None:
-            self.forwarder(event)
-        for listener in self._listeners:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("event listener failed")
+        self.publish_many((event,), forward=forward)
+
+    def publish_many(self, events: Sequence[Event], *, forward: bool = True) -> None:
+        """Deliver `events` (e.g. one commit's transitions, in order) as one publication."""
+        for event in events:
+            if forward and self.forwarder is not None and event.seq is None:
+                self.forwarder(event)
+            for listener in self._listeners:
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("event listener failed")
         for subscription in list(self._subscriptions):
-            subscription.offer(event)
+            subscription.offer(events)

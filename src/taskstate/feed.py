@@ -81,10 +81,13 @@ class TransitionFeed:
 
     def _drain(self) -> None:
         assert self._next is not None
+        ready = []
         while self._next in self._held:
             rec = self._held.pop(self._next)
             self._next += 1
-            self._bus.publish(self._event_of(rec), forward=False)
+            ready.append(self._event_of(rec))
+        if ready:  # one publication: a commit's burst is not a slow subscriber
+            self._bus.publish_many(ready, forward=False)
 
     def request_catch_up(self) -> None:
         """Something was committed elsewhere (a notification): read it soon, once."""
@@ -144,8 +147,10 @@ class TransitionFeed:
         assert self._next is not None
         if committed < self._next:
             return
-        for seq in sorted(s for s in self._held if s <= committed):
-            self._bus.publish(self._event_of(self._held.pop(seq)), forward=False)
+        stale = sorted(s for s in self._held if s <= committed)
+        ready = [self._event_of(self._held.pop(seq)) for seq in stale]
+        if ready:
+            self._bus.publish_many(ready, forward=False)
         self._next = committed + 1
         self._drain()
 

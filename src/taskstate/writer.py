@@ -171,8 +171,8 @@ class Writer:
         # Committed: only now may anyone hear of it.
         if wb.records:
             self._after_commit(wb.records)
-        for event in wb.live_events:
-            self._bus.publish(event)
+        if wb.live_events:
+            self._bus.publish_many(wb.live_events)
         for pending, (ok, value) in zip(batch, outcomes, strict=True):
             if pending.future.done():
                 continue

@@ -80,7 +80,9 @@ async def events(ws: WebSocket) -> None:
         done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
         for finished in done:
             error = None if finished.cancelled() else finished.exception()
-            if error is not None and not isinstance(error, WebSocketDisconnect | ConnectionError):
+            if isinstance(error, TimeoutError):
+                log.info("dropped a WebSocket client that stopped reading")
+            elif error is not None and not isinstance(error, WebSocketDisconnect | ConnectionError):
                 log.warning("event stream ended with an error", exc_info=error)
     finally:
         subscription.close()
@@ -89,7 +91,8 @@ async def events(ws: WebSocket) -> None:
         await asyncio.gather(sender, receiver, return_exceptions=True)
         if ws.client_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
-                await ws.close()
+                async with asyncio.timeout(2):
+                    await ws.close()
 
 
 AUTH_WAIT_SECONDS = 5
@@ -152,6 +155,15 @@ async def _drain_client(ws: WebSocket) -> None:
             return
 
 
+#: A client that cannot take one message in this long is gone: its connection is dropped.
+SEND_TIMEOUT_SECONDS = 10
+
+
+async def _send(ws: WebSocket, text: str) -> None:
+    async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+        await ws.send_text(text)
+
+
 async def _send_events(
     ws: WebSocket,
     services: Services,
@@ -170,9 +182,7 @@ async def _send_events(
                 row = await store.get_task_row(task_id)
                 if row is not None and visible.owner(row["owner"]):
                     items = [await store.get_task(task_id)]
-        await ws.send_text(
-            json.dumps({"type": "snapshot", "seq": last, "tasks": items}, separators=(",", ":"))
-        )
+        await _send(ws, json.dumps({"type": "snapshot", "seq": last, "tasks": items}, separators=(",", ":")))
     else:
         last = since
         while True:
@@ -181,13 +191,13 @@ async def _send_events(
                 assert event.seq is not None
                 last = event.seq
                 if await visible.event(event):
-                    await ws.send_text(event.text)
+                    await _send(ws, event.text)
             if len(page) < REPLAY_PAGE:
                 break
     while True:
         event = await subscription.get()
         if subscription.overflowed:
-            await ws.send_text('{"type":"resync"}')
+            await _send(ws, '{"type":"resync"}')
             await ws.close(TRY_AGAIN_LATER)
             return
         if event.seq is not None:
@@ -195,4 +205,4 @@ async def _send_events(
                 continue
             last = event.seq
         if await visible.event(event):
-            await ws.send_text(event.text)
+            await _send(ws, event.text)

@@ -435,7 +435,7 @@ class Store:
 
         return await self._writer.submit(op)
 
-    async def delete_finished_before(self, cutoff: datetime, *, batch_size: int = 250) -> int:
+    async def delete_finished_before(self, cutoff: datetime, *, batch_size: int = 100) -> int:
         """Delete terminal tasks finished before `cutoff`, with their rows, a batch per transaction."""
         deleted = 0
         while True:

@@ -140,6 +140,8 @@ class Supervisor:
     async def _claim_loop(self) -> None:
         backoff = 0.1
         while not self._stopping:
+            # Cleared before looking, never after: a task queued while we claim wakes us again.
+            self._wake.clear()
             free = self.settings.max_concurrent_tasks - len(self.running)
             claimed = 0
             if free > 0:
@@ -158,7 +160,6 @@ class Supervisor:
                     break
             if claimed and claimed == free:
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_seconds)
 

@@ -19,9 +19,13 @@ import uvicorn
 from fastapi import FastAPI
 
 from taskstate.app import create_app
+from taskstate.bus import EventBus
 from taskstate.config import Settings
+from taskstate.db import open_database
 from taskstate.demo_jobs import register as register_demo_jobs
 from taskstate.jobs import JobRegistry
+from taskstate.migrations import upgrade_to_head
+from taskstate.store import Store
 from tests import jobs as test_jobs
 
 PG_ADMIN_DSN = os.environ.get("TASKSTATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -116,6 +120,20 @@ def make_registry() -> JobRegistry:
     register_demo_jobs(registry)
     test_jobs.register(registry)
     return registry
+
+
+@asynccontextmanager
+async def open_store(url: str) -> AsyncIterator[Store]:
+    """A started store on a migrated database, for tests that need no server."""
+    db = open_database(url)
+    await upgrade_to_head(db.writer)
+    store = Store(db, EventBus())
+    store.start()
+    try:
+        yield store
+    finally:
+        await store.close()
+        await db.dispose()
 
 
 @dataclass

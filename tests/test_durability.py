@@ -12,27 +12,18 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
-from taskstate.bus import EventBus
-from taskstate.db import open_database, transitions
-from taskstate.migrations import upgrade_to_head
+from taskstate.db import transitions
 from taskstate.states import State
 from taskstate.store import NewTask, Store
-from tests.conftest import PG_ADMIN_DSN
+from tests.conftest import PG_ADMIN_DSN, open_store
 
 pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture
 async def store(pg_url: str) -> AsyncIterator[Store]:
-    db = open_database(pg_url)
-    await upgrade_to_head(db.writer)
-    store = Store(db, EventBus())
-    store.start()
-    try:
+    async with open_store(pg_url) as store:
         yield store
-    finally:
-        await store.close()
-        await db.dispose()
 
 
 async def test_killing_the_database_connections_mid_batch_never_loses_a_published_transition(

@@ -12,11 +12,10 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from taskstate.bus import EventBus
-from taskstate.db import open_database, seq_counter, tasks, transitions, utcnow
-from taskstate.migrations import upgrade_to_head
+from taskstate.db import seq_counter, tasks, transitions, utcnow
 from taskstate.states import State
 from taskstate.store import NewTask, Store, retention_cutoff
+from tests.conftest import open_store
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -25,15 +24,8 @@ OLD, RECENT, ACTIVE = 10_000, 60_000, 30_000
 
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[Store]:
-    db = open_database(database_url)
-    await upgrade_to_head(db.writer)
-    store = Store(db, EventBus())
-    store.start()
-    try:
+    async with open_store(database_url) as store:
         yield store
-    finally:
-        await store.close()
-        await db.dispose()
 
 
 def _row(task_id: str, state: str, finished_days_ago: float | None) -> dict[str, object]:

@@ -42,7 +42,8 @@ from taskstate.db import Database, open_database
 from taskstate.errors import InvalidTransition, NotFound
 from taskstate.migrations import upgrade_to_head
 from taskstate.states import State
-from taskstate.store import Guard, NewTask, Outcome, Store, TransitionResult
+from taskstate.store import Guard, NewTask, Outcome, Store, TransitionResult, _group_transition_statement
+from tests.conftest import fresh_pg_database
 from tests.test_states import CONTRACT_STATES, CONTRACT_TABLE, CONTRACT_TERMINAL
 
 T = TypeVar("T")
@@ -554,3 +555,133 @@ async def test_concurrent_transitions_keep_paths_and_seq(database_url: str, n_st
         for db, store in opened:
             await store.close()
             await db.dispose()
+
+
+# -- group commit: grouped transitions answer what one-by-one transitions answer ---------------
+
+
+async def _grouped_round(
+    store: Store, requests: list[tuple[str, State, Guard | None, State | None]], *, together: bool
+) -> list[tuple[str, str | None, str | None] | str]:
+    """Run `requests` in order: all submitted at once (one writer batch), or each awaited."""
+
+    async def one(task_id: str, to: State, guard: Guard | None, hint: State | None) -> TransitionResult:
+        return await store.transition(
+            task_id,
+            to,
+            reason="grouped",
+            actor="test",
+            guard=guard,
+            fields={"message": to.value},
+            expect_from=hint,
+        )
+
+    if together:
+        answers: list[Any] = await asyncio.gather(*(one(*r) for r in requests), return_exceptions=True)
+    else:
+        answers = []
+        for r in requests:
+            try:
+                answers.append(await one(*r))
+            except Exception as exc:
+                answers.append(exc)
+    return [
+        type(a).__name__
+        if isinstance(a, Exception)
+        else (a.outcome.value, a.from_state, a.record and a.record.to_state)
+        for a in answers
+    ]
+
+
+async def test_grouped_transitions_answer_what_one_by_one_transitions_answer(
+    tmp_path: Any, database_url: str
+) -> None:
+    """The writer runs neighbouring `transition()`s of distinct tasks as one UPDATE per kind.
+
+    The same random requests (right and wrong `expect_from`, right and wrong guards,
+    terminal and unknown tasks, illegal targets, the same task twice in a batch) go once
+    in a single batch and once one by one, each on its own database; every answer, every
+    final row and every transition row must be the same.
+    """
+    if database_url.startswith("sqlite"):
+        urls = [database_url, f"sqlite+aiosqlite:///{tmp_path / 'one-by-one.db'}"]
+        second: Any = None
+    else:
+        second = fresh_pg_database()
+        urls = [database_url, await second.__aenter__()]
+    opened = [await _open_store(url, migrate=True) for url in urls]
+    try:
+        rng = random.Random(7)
+        ids = [str(uuid.uuid4()) for _ in range(40)]
+        for _, store in opened:
+            await store.create_tasks(
+                [NewTask(id=i, type="demo.noop", params={}, name=i[:8]) for i in ids], actor="t"
+            )
+            # The same spread of states on both: claimed by w1 (attempt 1), moved along the table.
+            claimed = [row["id"] for row in await store.claim("w1", 30)]
+            assert claimed == ids[:30]
+            for n, task_id in enumerate(ids[:30]):
+                for to in [State.RUNNING, State.COLLECTING, State.COMPLETED, State.CANCELLED][: n % 5]:
+                    await store.transition(task_id, to, reason="setup", actor="t")
+        answers: list[list[Any]] = [[], []]
+        built = _group_transition_statement.cache_info()
+        for _ in range(8):
+            fresh = [str(uuid.uuid4()) for _ in range(8)]
+            ids += fresh
+            for _, store in opened:
+                await store.create_tasks(
+                    [NewTask(id=i, type="demo.noop", params={}, name="x") for i in fresh], actor="t"
+                )
+                await store.claim("w1", 4)
+            _, now = await read_all(opened[1][0])
+            requests: list[tuple[str, State, Guard | None, State | None]] = []
+            for _ in range(40):
+                task_id = rng.choice([*ids, "no-such-task"])
+                current = now[task_id] if task_id in now else {"state": "queued", "worker_id": None}
+                onward = sorted(CONTRACT_TABLE[current["state"]])
+                if onward and rng.random() < 0.7:  # what a worker asks: the next state, knowing this one
+                    to, hint = State(rng.choice(onward)), State(current["state"])
+                    guard = Guard(current["worker_id"], 1) if current["worker_id"] else None
+                    if guard is not None and rng.random() < 0.3:  # a worker that lost the task
+                        guard = rng.choice([Guard("w2", 1), Guard("w1", 2)])
+                else:  # anything at all, often with a right belief about the state
+                    to = State(rng.choice([*onward, *CONTRACT_STATES]))
+                    hint = State(current["state"]) if rng.random() < 0.5 else rng.choice([None, *ALL_STATES])
+                    guard = rng.choice([None, Guard("w1", 1), Guard("w2", 1), Guard("w1", 2)])
+                requests.append((task_id, to, guard, hint))
+            for side, (_, store) in enumerate(opened):
+                answers[side].append(await _grouped_round(store, requests, together=side == 0))
+        assert answers[0] == answers[1]
+        outcomes = Counter(a if isinstance(a, str) else a[0] for r in answers[0] for a in r)
+        assert outcomes["applied"] > 20 and outcomes["refused"] > 5 and outcomes["not_owner"] > 5, outcomes
+        assert outcomes["InvalidTransition"] > 2 and outcomes["NotFound"] > 0, outcomes
+        used = _group_transition_statement.cache_info()
+        assert used.hits + used.misses - built.hits - built.misses >= 8, "no multi-row UPDATE ran"
+        grouped_batches, _ = opened[0][1].writer_stats
+        one_by_one_batches, _ = opened[1][1].writer_stats
+        assert grouped_batches < one_by_one_batches / 3, "the first side did not write in batches"
+
+        def comparable(rows: list[dict[str, Any]], all_tasks: dict[str, dict[str, Any]]) -> Any:
+            paths = defaultdict(list)
+            for row in rows:
+                paths[row["task_id"]].append((row["from_state"], row["to_state"]))
+            return dict(paths), all_tasks
+
+        seen = [comparable(*await read_all(db)) for db, _ in opened]
+        assert seen[0] == seen[1]
+        for db, store in opened:
+            rows, _ = await read_all(db)
+            assert_seqs_gap_free(rows, await store.latest_seq())
+            last = {row["task_id"]: row for row in rows}  # rows are in seq order
+            async with db.reader.connect() as conn:
+                messages = dict((await conn.execute(sa.text("SELECT id, message FROM tasks"))).all())
+            moved_here = [row for row in last.values() if row["actor"] == "test"]
+            assert len(moved_here) > 10
+            for row in moved_here:  # the fields were written with the state, to the right row
+                assert messages[row["task_id"]] == row["to_state"]
+    finally:
+        for db, store in opened:
+            await store.close()
+            await db.dispose()
+        if second is not None:
+            await second.__aexit__(None, None, None)

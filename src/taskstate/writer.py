@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BATCH_OPS = 256
+GATHER_TURNS = 4
 
 
 @dataclass(slots=True)
@@ -62,6 +63,30 @@ class WriteBatch:
 
 
 Op = Callable[[WriteBatch], Awaitable[T]]
+
+
+class GroupableOp:
+    """An op that can also run together with its neighbours of the same kind.
+
+    Consecutive ops of one subclass whose `key`s differ (different tasks) touch
+    disjoint rows, so running them as one multi-row statement is the same as running
+    them one after the other: the writer hands such a run to `run_group`, which
+    answers one `(ok, value or refusal)` per op, in order. A single op is simply
+    called.
+    """
+
+    __slots__ = ()
+
+    @property
+    def key(self) -> str:
+        raise NotImplementedError
+
+    async def __call__(self, wb: WriteBatch) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    async def run_group(cls, wb: WriteBatch, ops: list[Any]) -> list[tuple[bool, Any]]:
+        raise NotImplementedError
 
 
 @dataclass(slots=True)
@@ -117,6 +142,10 @@ class Writer:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            # Callers woken by the last commit are a few loop turns from submitting their
+            # next write; letting them join makes batches as large as the concurrency.
+            for _ in range(GATHER_TURNS):
+                await asyncio.sleep(0)
             while len(batch) < MAX_BATCH_OPS and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
@@ -152,9 +181,13 @@ class Writer:
         started = time.perf_counter()
         async with self._engine.begin() as conn:
             wb = WriteBatch(conn)
-            for pending in batch:
+            for run in _runs(batch):
+                head = run[0].op
+                if len(run) > 1 and isinstance(head, GroupableOp):
+                    outcomes.extend(await type(head).run_group(wb, [pending.op for pending in run]))
+                    continue
                 try:
-                    outcomes.append((True, await pending.op(wb)))
+                    outcomes.append((True, await run[0].op(wb)))
                 except TaskstateError as refusal:  # raised before the op wrote anything
                     outcomes.append((False, refusal))
             if wb.records:
@@ -163,7 +196,7 @@ class Writer:
                     # Delivered to the other instances when (and only if) this commits.
                     first, last = wb.records[0].seq, wb.records[-1].seq
                     payload = json.dumps({"o": self._origin, "t": [first, last]})
-                    await conn.execute(sa.select(sa.func.pg_notify(self._notify_channel, payload)))
+                    await conn.execute(_NOTIFY, {"b_channel": self._notify_channel, "b_payload": payload})
         self.batches += 1
         self.ops += len(batch)
         if self.on_batch is not None:
@@ -182,20 +215,40 @@ class Writer:
                 pending.future.set_exception(value)
 
 
+def _runs(batch: list[_Pending[Any]]) -> list[list[_Pending[Any]]]:
+    """Split a batch into runs: groupable neighbours of one kind on distinct keys, or single ops."""
+    runs: list[list[_Pending[Any]]] = []
+    keys: set[str] = set()
+    for pending in batch:
+        op = pending.op
+        if isinstance(op, GroupableOp) and runs:
+            head = runs[-1][0].op
+            if type(head) is type(op) and op.key not in keys:
+                runs[-1].append(pending)
+                keys.add(op.key)
+                continue
+        runs.append([pending])
+        keys = {op.key} if isinstance(op, GroupableOp) else set()
+    return runs
+
+
+_NOTIFY = sa.select(sa.func.pg_notify(sa.bindparam("b_channel"), sa.bindparam("b_payload")))
+_BUMP_SEQ = (
+    sa.update(seq_counter)
+    .where(seq_counter.c.id == 1)
+    .values(value=seq_counter.c.value + sa.bindparam("b_n", type_=sa.BigInteger))
+    .returning(seq_counter.c.value)
+)
+_INSERT_TRANSITIONS = transitions.insert()
+
+
 async def _assign_seqs(conn: AsyncConnection, records: list[TransitionRecord]) -> None:
-    last = (
-        await conn.execute(
-            sa.update(seq_counter)
-            .where(seq_counter.c.id == 1)
-            .values(value=seq_counter.c.value + len(records))
-            .returning(seq_counter.c.value)
-        )
-    ).scalar_one()
+    last = (await conn.execute(_BUMP_SEQ, {"b_n": len(records)})).scalar_one()
     first = last - len(records) + 1
     for offset, rec in enumerate(records):
         rec.seq = first + offset
     await conn.execute(
-        transitions.insert(),
+        _INSERT_TRANSITIONS,
         [
             {
                 "seq": rec.seq,

@@ -70,7 +70,8 @@ tasks = sa.Table(
     sa.Column("max_attempts", sa.Integer, nullable=False, server_default="3"),
     sa.Column("trigger", sa.String(16), nullable=False),
     sa.Column("trigger_source", sa.String(200)),
-    sa.Column("idempotency_key", sa.String(200), unique=True),
+    # Unique where set: a partial unique index on PostgreSQL, a constraint on SQLite (0004).
+    sa.Column("idempotency_key", sa.String(200)),
     sa.Column("run_at", UTCDateTime, nullable=False),
     sa.Column("timeout_seconds", sa.Float),
     sa.Column("created_at", UTCDateTime, nullable=False),
@@ -98,7 +99,20 @@ tasks = sa.Table(
     sa.Column("system_info", JSONType),
     # 0003: who created the task (the token's name), when auth is on
     sa.Column("owner", sa.String(200)),
-    sa.Index("ix_tasks_owner_created", "owner", sa.text("created_at DESC"), sa.text("id DESC")),
+    sa.Index(
+        "ix_tasks_owner_created",
+        "owner",
+        sa.text("created_at DESC"),
+        sa.text("id DESC"),
+        postgresql_where=sa.text("owner IS NOT NULL"),
+        sqlite_where=sa.text("owner IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_tasks_idempotency",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=sa.text("idempotency_key IS NOT NULL"),
+    ),
     sa.Index(
         "ix_tasks_queue",
         sa.text("priority DESC"),
@@ -115,7 +129,12 @@ tasks = sa.Table(
     sa.Index("ix_tasks_history", sa.text("created_at DESC"), sa.text("id DESC")),
     sa.Index("ix_tasks_state_created", "state", sa.text("created_at DESC"), sa.text("id DESC")),
     sa.Index("ix_tasks_type_created", "type", sa.text("created_at DESC"), sa.text("id DESC")),
-    sa.Index("ix_tasks_finished", "finished_at"),
+    sa.Index(
+        "ix_tasks_finished",
+        "finished_at",
+        postgresql_where=sa.text("finished_at IS NOT NULL"),
+        sqlite_where=sa.text("finished_at IS NOT NULL"),
+    ),
     sa.Index(
         "ix_tasks_worker",
         "worker_id",
@@ -250,7 +269,9 @@ class Database:
 
 def open_database(url: str, *, pool_size: int = 10) -> Database:
     if is_sqlite(url):
-        writer = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+        # The store's writer keeps one connection for itself; the overflow one is for
+        # writes outside it (migrations, maintenance, tests), which SQLite serializes.
+        writer = create_async_engine(url, pool_size=1, max_overflow=1, pool_timeout=60)
         _install_sqlite_hooks(writer, "BEGIN IMMEDIATE")
         reader = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
         _install_sqlite_hooks(reader, "BEGIN")

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from taskstate.db import transitions
 from taskstate.states import State
 from taskstate.store import NewTask, Store
-from tests.conftest import PG_ADMIN_DSN, open_store
+from tests.conftest import PG_ADMIN_DSN, live_server, make_settings, open_store
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -95,3 +95,35 @@ async def test_killing_the_database_connections_mid_batch_never_loses_a_publishe
     assert seqs == sorted(set(seqs)), "published out of order or twice"
     # And nothing committed was skipped by the bus.
     assert seqs == sorted(r[0] for r in rows)[: len(seqs)]
+
+
+async def test_a_lost_database_connection_answers_503_once_then_the_service_goes_on(pg_url: str) -> None:
+    """Without a pre-ping, a connection PostgreSQL dropped fails on its next use: the API
+    must say `unavailable` (503, retry), never 500, and both reads and writes recover."""
+    async with live_server(make_settings(pg_url)) as server:
+        first = await server.create("demo.noop")
+        await server.wait_for(first["id"], "completed")
+        for _ in range(5):  # fill the reader pool with connections that will go stale
+            await asyncio.gather(*(server.client.get(f"/api/v2/tasks/{first['id']}") for _ in range(5)))
+        database = pg_url.rsplit("/", 1)[1]
+        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            )
+        finally:
+            await admin.close()
+        assert killed >= 2
+        answers = [await server.client.get(f"/api/v2/tasks/{first['id']}") for _ in range(8)]
+        codes = [a.status_code for a in answers]
+        assert set(codes) <= {200, 503}, codes
+        assert codes[-1] == 200, codes
+        for answer in answers:
+            if answer.status_code == 503:
+                assert answer.json()["error"] == "unavailable"
+                assert answer.headers["retry-after"] == "1"
+        second = await server.create("demo.noop")  # the writer's connection was dropped too
+        done = await server.wait_for(second["id"], timeout=30)
+        assert done["state"] == "completed"

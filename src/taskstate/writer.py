@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from taskstate.bus import Event, EventBus
-from taskstate.db import seq_counter, transitions
+from taskstate.db import is_closed, seq_counter, transitions
 from taskstate.errors import TaskstateError
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,8 @@ class Writer:
         and drops it after any failed transaction, so that a broken one is replaced by
         a checked one from the pool.
         """
+        if self._conn is not None and is_closed((await self._conn.get_raw_connection()).dbapi_connection):
+            await self._drop_connection()  # the server closed it while we were idle
         if self._conn is None:
             self._conn = await self._engine.connect()
         return self._conn

@@ -26,16 +26,22 @@ class Services:
     metrics: Metrics | None = None
 
 
-def get_services(request: Request) -> Services:
+def services_of(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
+
+
+async def get_services(request: Request) -> Services:
+    """Async on purpose: FastAPI runs a plain `def` dependency in a worker thread, which
+    cost a thread hop on every request (most of a `GET /tasks/{id}`'s latency)."""
+    return services_of(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def current_principal(request: Request) -> Principal:
-    services = get_services(request)
+    services = services_of(request)
     if services.settings.auth == "off":
         return ANONYMOUS
     return await authenticate(

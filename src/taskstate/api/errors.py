@@ -9,10 +9,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskstate.errors import PayloadTooLarge, TaskstateError
+from taskstate.errors import PayloadTooLarge, ServiceUnavailable, TaskstateError
 from taskstate.schemas import ErrorBody
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,14 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
+
+    @app.exception_handler(DBAPIError)
+    async def _database(_request: Request, exc: DBAPIError) -> JSONResponse:
+        if not exc.connection_invalidated:
+            return await _unexpected(_request, exc)
+        log.warning("the database connection was lost: %s", exc.orig)
+        body = ServiceUnavailable("the database connection was lost; try again").to_body()
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -127,3 +127,32 @@ async def test_a_lost_database_connection_answers_503_once_then_the_service_goes
         second = await server.create("demo.noop")  # the writer's connection was dropped too
         done = await server.wait_for(second["id"], timeout=30)
         assert done["state"] == "completed"
+
+
+async def test_a_changed_tasks_table_is_analysed_at_most_once_a_minute(pg_url: str) -> None:
+    async with open_store(pg_url) as store:
+        assert not await store.refresh_statistics()  # a new, empty table: nothing to do
+        await store.create_tasks(
+            [NewTask(type="demo.noop", params={}, name="n") for _ in range(1500)], actor="t"
+        )
+        admin = await asyncpg.connect(PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + pg_url.rsplit("/", 1)[1])
+        try:
+            for _ in range(150):  # an idle backend reports its counts within 10 s (PGSTAT_IDLE_INTERVAL)
+                if await admin.fetchval(
+                    "SELECT n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = 'tasks'"
+                ):
+                    break
+                await asyncio.sleep(0.1)
+            assert await store.refresh_statistics()
+            analysed = await admin.fetchval(
+                "SELECT last_analyze IS NOT NULL AND n_mod_since_analyze = 0 FROM pg_stat_user_tables "
+                "WHERE relname = 'tasks'"
+            )
+            assert analysed
+            await store.create_tasks(
+                [NewTask(type="demo.noop", params={}, name="n") for _ in range(3000)], actor="t"
+            )
+            await asyncio.sleep(1)
+            assert not await store.refresh_statistics()  # changed enough, but analysed a moment ago
+        finally:
+            await admin.close()

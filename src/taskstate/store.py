@@ -15,6 +15,7 @@ import binascii
 import functools
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -275,6 +276,7 @@ class Store:
         self.bus = bus
         #: Names this instance in its NOTIFY payloads, so that it can skip its own.
         self.instance_id = instance_id or uuid.uuid4().hex
+        self._analysed_at = -ANALYZE_AT_MOST_EVERY
         self._writer = Writer(
             db.writer,
             bus,
@@ -708,6 +710,26 @@ class Store:
             records = await _records_since(conn, since, task_id, limit)
         return [transition_event(rec) for rec in records]
 
+    async def refresh_statistics(self) -> bool:
+        """ANALYZE `tasks` on PostgreSQL when it changed by more than its own size since
+        the last ANALYZE (autovacuum's or ours), and by at least 1,000 rows.
+
+        A young or fast-churning tasks table is exactly what autovacuum (10% of the table,
+        checked once a minute) leaves unanalysed longest, and without statistics the
+        planner scanned the whole table for a claim or a grouped transition: 18% fewer
+        tasks/s on a new table of 3,000. Returns whether it analysed.
+        """
+        now = time.monotonic()
+        if self.db.is_sqlite or now - self._analysed_at < ANALYZE_AT_MOST_EVERY:
+            return False
+        async with self.db.reader.connect() as conn:
+            row = (await conn.execute(_TASKS_STATISTICS)).first()
+            if row is None or row.changed < max(ANALYZE_AFTER_CHANGES, row.live):
+                return False
+            await conn.execute(sa.text("ANALYZE tasks"))
+        self._analysed_at = now
+        return True
+
     async def ping(self) -> None:
         async with self.db.reader.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
@@ -1138,6 +1160,13 @@ async def _apply_claim(wb: WriteBatch, worker_id: str, limit: int, is_sqlite: bo
         )
     return [{**row, "restoring": row["id"] in restoring} for row in claimed]
 
+
+ANALYZE_AFTER_CHANGES = 1_000
+ANALYZE_AT_MOST_EVERY = 60.0  # seconds, per instance
+_TASKS_STATISTICS = sa.text(
+    "SELECT n_live_tup AS live, n_mod_since_analyze AS changed FROM pg_stat_user_tables "
+    "WHERE relid = 'tasks'::regclass"
+)
 
 _HELD = tuple(sorted(s.value for s in HELD_STATES))
 _WATCHED = (State.PREPARING.value, State.RUNNING.value, State.COLLECTING.value)

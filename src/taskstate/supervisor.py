@@ -231,6 +231,11 @@ class Supervisor:
                     log.warning(
                         "sweeper: task %s %s -> %s", result.task.get("id"), result.from_state, result.to_state
                     )
+            try:
+                if await self.store.refresh_statistics():
+                    log.info("analysed the tasks table (it changed by more than its size)")
+            except Exception:
+                log.exception("refreshing the tasks table's statistics failed")
 
     @property
     def heartbeat_lag(self) -> float:

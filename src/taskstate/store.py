@@ -1019,10 +1019,11 @@ def _transition_values(to: State, fields: frozenset[str], now: Any, field_value:
 
 @functools.lru_cache(maxsize=256)
 def _group_transition_statement(to: State, fields: frozenset[str], guarded: bool, rows: int) -> sa.Update:
-    """`_transition_statement` for `rows` tasks at once: UPDATE … FROM a VALUES list.
+    """`_transition_statement` for `rows` tasks at once: UPDATE … FROM a list of rows.
 
-    The VALUES list is a CTE because SQLite does not take column names on a VALUES
-    subquery; both engines take `WITH v(…) AS (VALUES …) UPDATE … FROM v`.
+    The rows are `SELECT :a AS x, … UNION ALL SELECT …` in text, not `sa.values()`:
+    SQLAlchemy cannot cache a VALUES construct and compiled it anew on every call (a
+    tenth of the server's CPU), and SQLite takes no column names on a VALUES subquery.
     """
     columns = [
         sa.column("b_id", tasks.c.id.type),
@@ -1035,8 +1036,12 @@ def _group_transition_statement(to: State, fields: frozenset[str], guarded: bool
             sa.column("b_attempt", tasks.c.attempt.type),
         ]
     columns += [sa.column(f"f_{name}", tasks.c[name].type) for name in sorted(fields)]
-    data = [tuple(sa.bindparam(f"r{i}_{c.name}", type_=c.type) for c in columns) for i in range(rows)]
-    v = sa.values(*columns, name="v").data(data).cte("v")
+    names = [c.name for c in columns]
+    selects = " UNION ALL ".join(
+        "SELECT " + ", ".join(f":r{i}_{name} AS {name}" for name in names) for i in range(rows)
+    )
+    binds = [sa.bindparam(f"r{i}_{c.name}", type_=c.type) for i in range(rows) for c in columns]
+    v = sa.text(selects).bindparams(*binds).columns(*columns).subquery("v")
     now = sa.bindparam("b_now", type_=tasks.c.updated_at.type)
     values: dict[str, Any] = {
         "state": sa.bindparam("b_to", type_=tasks.c.state.type),

@@ -669,6 +669,17 @@ async def test_grouped_transitions_answer_what_one_by_one_transitions_answer(
 
         seen = [comparable(*await read_all(db)) for db, _ in opened]
         assert seen[0] == seen[1]
+        # What each kind of transition sets besides the state: started_at, finished_at,
+        # progress 100 on completion, the questions cleared at the end.
+        columns = sa.text(
+            "SELECT id, state, message, progress, started_at IS NOT NULL, finished_at IS NOT NULL, "
+            "pending_questions IS NULL, last_reason FROM tasks ORDER BY id"
+        )
+        rows_of = []
+        for db, _ in opened:
+            async with db.reader.connect() as conn:
+                rows_of.append([tuple(r) for r in (await conn.execute(columns)).all()])
+        assert rows_of[0] == rows_of[1]
         for db, store in opened:
             rows, _ = await read_all(db)
             assert_seqs_gap_free(rows, await store.latest_seq())

@@ -18,25 +18,27 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
-    """One message for subscribers, serialised once however many receive it."""
+    """One message for subscribers, serialised once however many receive it, and not at
+    all when nobody does (most transitions, on a busy worker with no UI open)."""
 
     type: str
     task_id: str
     seq: int | None
-    text: str
     payload: dict[str, Any] = field(repr=False, compare=False)
+    _text: str | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, payload: dict[str, Any]) -> Event:
-        return cls(
-            type=payload["type"],
-            task_id=payload["task_id"],
-            seq=payload.get("seq") if payload["type"] == "transition" else None,
-            text=json.dumps(payload, separators=(",", ":"), default=str),
-            payload=payload,
-        )
+        seq = payload.get("seq") if payload["type"] == "transition" else None
+        return cls(type=payload["type"], task_id=payload["task_id"], seq=seq, payload=payload)
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = json.dumps(self.payload, separators=(",", ":"), default=str)
+        return self._text
 
 
 class Subscription:

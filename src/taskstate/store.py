@@ -10,6 +10,7 @@ requests raise `InvalidTransition`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import functools
@@ -643,12 +644,11 @@ class Store:
         after: list[sa.ColumnElement[bool]] = []
         if cursor:
             created, last_id = decode_cursor(cursor)
-            after.append(
-                sa.or_(
-                    tasks.c.created_at < created,
-                    sa.and_(tasks.c.created_at == created, tasks.c.id < last_id),
-                )
+            # A row value: one range on the (created_at DESC, id DESC) indexes.
+            start = sa.tuple_(
+                sa.literal(created, tasks.c.created_at.type), sa.literal(last_id, tasks.c.id.type)
             )
+            after.append(sa.tuple_(tasks.c.created_at, tasks.c.id) < start)
         newest_first = (tasks.c.created_at.desc(), tasks.c.id.desc())
         if len(flt.states) > 1:
             # One index range per state, merged: `state IN (...)` would sort every match.
@@ -670,14 +670,21 @@ class Store:
         else:
             page = sa.select(tasks).where(*conditions, *after).order_by(*newest_first).limit(limit + 1)
         count = sa.select(sa.func.count()).select_from(tasks).where(*conditions)
-        async with self.db.reader.connect() as conn:
-            rows = (await conn.execute(page)).mappings().all()
-            total = (await conn.execute(count)).scalar_one()
+
+        async def read(query: sa.Select[Any]) -> Sequence[Any]:
+            async with self.db.reader.connect() as conn:
+                found: Sequence[Any] = (await conn.execute(query)).all()
+                return found
+
+        # `total` is counted on every page (tasks come and go while a client pages), so
+        # the page and the count run side by side, on two connections.
+        rows, counted = await asyncio.gather(read(page), read(count))
+        total = int(counted[0][0])
         now = utcnow()
-        items = [task_payload(r, now) for r in rows[:limit]]
+        items = [task_payload(r._mapping, now) for r in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
-            last = rows[limit - 1]
+            last = rows[limit - 1]._mapping
             next_cursor = encode_cursor(last["created_at"], last["id"])
         return items, next_cursor, total
 

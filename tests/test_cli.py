@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from taskstate import auth
 from taskstate.db import open_database
@@ -610,3 +611,20 @@ async def test_migrate_a_fresh_database(database_url: str) -> None:
         await db.dispose()
     again = await cli("migrate", "--database-url", database_url, url=None)
     assert again.code == 0, again.err  # migrating twice is harmless
+
+
+@pytest.mark.parametrize("compression", ["0", "1"])
+async def test_serve_negotiates_websocket_deflate_only_when_asked(tmp_path: Path, compression: str) -> None:
+    """`TASKSTATE_WS_COMPRESSION` decides whether a browser's permessage-deflate offer is taken."""
+    server = ServerProcess(
+        f"sqlite+aiosqlite:///{tmp_path / 'ws.db'}", tmp_path, TASKSTATE_WS_COMPRESSION=compression
+    )
+    await server.start()
+    try:
+        url = server.url.replace("http://", "ws://", 1) + "/api/v2/events"
+        async with websockets.connect(url, compression="deflate") as ws:
+            assert json.loads(await ws.recv())["type"] == "snapshot"
+            extensions = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+        assert ("permessage-deflate" in extensions) is (compression == "1")
+    finally:
+        await server.terminate()

@@ -39,6 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         log_config=None,
         ws_max_size=64 * 1024,
+        ws_per_message_deflate=settings.ws_compression,
         timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds) + 5),
     )
     return 0

@@ -338,6 +338,10 @@ class Store:
     def writer_stats(self) -> tuple[int, int]:
         return self._writer.batches, self._writer.ops
 
+    @property
+    def failed_write_transactions(self) -> int:
+        return self._writer.failed
+
     # -- writes ----------------------------------------------------------------------------
 
     async def create_tasks(self, new: Sequence[NewTask], *, actor: str) -> list[CreateResult]:

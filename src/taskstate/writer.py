@@ -115,6 +115,8 @@ class Writer:
         self._conn: AsyncConnection | None = None
         self.batches = 0
         self.ops = 0
+        #: Transactions that failed and were rolled back (their ops retried or failed).
+        self.failed = 0
 
     def start(self) -> None:
         if self._runner is None:
@@ -209,6 +211,7 @@ class Writer:
                 if wb.records:
                     await self._assign_seqs(conn, wb.records)
         except BaseException:
+            self.failed += 1
             await self._drop_connection()
             raise
         self.batches += 1

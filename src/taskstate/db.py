@@ -135,12 +135,6 @@ tasks = sa.Table(
         postgresql_where=sa.text("finished_at IS NOT NULL"),
         sqlite_where=sa.text("finished_at IS NOT NULL"),
     ),
-    sa.Index(
-        "ix_tasks_worker",
-        "worker_id",
-        postgresql_where=sa.text("worker_id IS NOT NULL"),
-        sqlite_where=sa.text("worker_id IS NOT NULL"),
-    ),
 )
 
 transitions = sa.Table(

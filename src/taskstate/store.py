@@ -1119,9 +1119,12 @@ _EXPIRE_QUESTIONS_OF_MANY = (
 
 
 _b_now = sa.bindparam("b_now", type_=tasks.c.updated_at.type)
+#: 'queued' as a literal, not a bind parameter: only then can a generic plan (what a prepared
+#: statement gets after five runs) prove the partial queue index's predicate and use it.
+_QUEUED = sa.literal_column("'queued'", tasks.c.state.type)
 _CLAIM_CANDIDATES = (
     sa.select(tasks.c.id, tasks.c.restore_pending)
-    .where(tasks.c.state == State.QUEUED.value, tasks.c.run_at <= _b_now)
+    .where(tasks.c.state == _QUEUED, tasks.c.run_at <= _b_now)
     .order_by(tasks.c.priority.desc(), tasks.c.created_at)
     .limit(sa.bindparam("b_limit", type_=sa.Integer))
 )
@@ -1129,9 +1132,12 @@ _CLAIM_CANDIDATES_SKIP_LOCKED = _CLAIM_CANDIDATES.with_for_update(skip_locked=Tr
 #: Two statements rather than `UPDATE … WHERE id IN (SELECT … SKIP LOCKED)`: on a table
 #: PostgreSQL has no statistics for yet, it planned that one as a scan of the whole table
 #: (15,000 buffers a claim at 3,000 tasks); by an explicit list of ids it probes the key.
+#: By id alone, so that the primary key is the only index to use: the candidates are still
+#: queued, locked FOR UPDATE by this transaction (PostgreSQL) or read in this exclusive
+#: one (SQLite, a single writer).
 _CLAIM = (
     sa.update(tasks)
-    .where(tasks.c.id.in_(sa.bindparam("b_ids", expanding=True)), tasks.c.state == State.QUEUED.value)
+    .where(tasks.c.id.in_(sa.bindparam("b_ids", expanding=True)))
     .values(
         state=State.PREPARING.value,
         worker_id=sa.bindparam("b_worker"),

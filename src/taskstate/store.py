@@ -923,7 +923,9 @@ async def _apply_transition(
         if row is None:
             continue  # changed under us: read again and decide again
         if is_terminal(to.value):
-            await conn.execute(_EXPIRE_QUESTIONS, {"b_id": task_id, "b_now": now, "b_by": f"task {to.value}"})
+            await conn.execute(
+                _EXPIRE_QUESTIONS, {"b_ids": [task_id], "b_now": now, "b_by": f"task {to.value}"}
+            )
         rec = TransitionRecord(task_id, from_state, to.value, now, reason, actor, task_payload(row, now))
         wb.record(rec)
         return TransitionResult(Outcome.APPLIED, from_state, to.value, rec.task, rec)
@@ -1001,9 +1003,7 @@ async def _apply_transitions(wb: WriteBatch, ops: list[_TransitionOp]) -> list[t
             if is_terminal(to.value):
                 finished.setdefault(to.value, []).append(op.task_id)
     for state, task_ids in finished.items():
-        await wb.conn.execute(
-            _EXPIRE_QUESTIONS_OF_MANY, {"b_ids": task_ids, "b_now": now, "b_by": f"task {state}"}
-        )
+        await wb.conn.execute(_EXPIRE_QUESTIONS, {"b_ids": task_ids, "b_now": now, "b_by": f"task {state}"})
     for i, op in enumerate(ops):
         if outcomes[i] is None:
             try:
@@ -1097,17 +1097,6 @@ def _transition_statement(to: State, fields: frozenset[str], guarded: bool) -> s
 
 
 _EXPIRE_QUESTIONS = (
-    sa.update(questions)
-    .where(questions.c.task_id == sa.bindparam("b_id"), questions.c.status == "pending")
-    .values(
-        status="expired",
-        answered_at=sa.bindparam("b_now", type_=questions.c.answered_at.type),
-        answered_by=sa.bindparam("b_by"),
-    )
-)
-
-
-_EXPIRE_QUESTIONS_OF_MANY = (
     sa.update(questions)
     .where(questions.c.task_id.in_(sa.bindparam("b_ids", expanding=True)), questions.c.status == "pending")
     .values(

@@ -216,11 +216,17 @@ async def test_listen_connection_killed_events_keep_flowing_and_the_gap_is_repla
                         message = json.loads(await ws.recv())
                         if message["type"] == "transition" and message["to"] == "completed":
                             completed.add(message["task_id"])
-            listeners = await admin.fetchval(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = $1 AND application_name LIKE 'taskstate-listen:%'",
-                pg_url.rsplit("/", 1)[1],
-            )
+            # The reconnect may still be under way when the last event arrives (it came by
+            # the tail poll): give it up to 10 s to show up.
+            for _ in range(100):
+                listeners = await admin.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = $1 AND application_name LIKE 'taskstate-listen:%'",
+                    pg_url.rsplit("/", 1)[1],
+                )
+                if listeners == 2:
+                    break
+                await asyncio.sleep(0.1)
         finally:
             await admin.close()
     finally:

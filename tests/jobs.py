@@ -45,6 +45,14 @@ class SizeParams(BaseModel):
     size: int = Field(ge=0)
 
 
+class ReportParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    gate: str
+    lines: int = Field(5, ge=0)
+    progress: float = Field(50, ge=0, le=100)
+
+
 class ProgressParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -84,6 +92,22 @@ def register(registry: JobRegistry) -> None:
             cancelled.cancel()
         ctx.raise_if_cancelled()
         return params.gate
+
+    @registry.job("test.report", params=ReportParams)
+    async def report(ctx: JobContext, params: ReportParams) -> int:
+        """Logs `lines` lines and reports `progress`, then waits (cancellably) for its gate."""
+        for i in range(1, params.lines + 1):
+            ctx.log(f"{ctx.task_id} line {i}")
+        ctx.progress(params.progress, f"at {params.progress:g}", items_processed=params.lines)
+        waiter = asyncio.ensure_future(GATES[params.gate].wait())
+        cancelled = asyncio.ensure_future(ctx.cancelled.wait())
+        try:
+            await asyncio.wait({waiter, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            cancelled.cancel()
+        ctx.raise_if_cancelled()
+        return params.lines
 
     @registry.job("test.stubborn", params=SleepParams)
     async def stubborn(ctx: JobContext, params: SleepParams) -> None:

@@ -7,7 +7,9 @@ persists checkpoints and questions, and decides what a stop means.
 
 Why a job stops is recorded before it is stopped (`stop_reason`): `user`
 (the task is already terminal), `timeout` (fail it), `stop` (a service that
-did not shut down in time: fail it), `shutdown` (hand it back to the queue).
+did not shut down in time: fail it), `shutdown` (hand it back to the queue),
+`lost` (the task was orphaned while this instance stalled: another attempt
+owns it now, so nothing more is written).
 """
 
 from __future__ import annotations
@@ -29,21 +31,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from taskstate import __version__, questions, tasklog
+from taskstate import __version__, questions
 from taskstate.bus import Event
 from taskstate.config import Settings
 from taskstate.db import iso, utcnow
 from taskstate.errors import TaskstateError
 from taskstate.jobs import CheckpointTooLarge, JobCancelled, JobContext, JobRegistry, JobSpec, current_context
+from taskstate.output import JobOutput, PendingOutput, ProgressUpdate, store_outputs
 from taskstate.schemas import TaskKind
 from taskstate.states import State, is_terminal
-from taskstate.store import Guard, Outcome, ProgressUpdate, Store
-from taskstate.tasklog import LEVELS, LogLine
+from taskstate.store import Guard, Outcome, Store
 
 log = logging.getLogger(__name__)
 
 LIVE_PROGRESS_INTERVAL = 0.1
-MAX_LOG_MESSAGE = 8192
 ANSWER_POLL_SECONDS = 1.0
 
 
@@ -98,8 +99,7 @@ class RunningJob:
         self._last_live = 0.0
         self._live_pending = False
         self._dirty = False
-        self._log_seq: int = row.get("log_seq") or 0
-        self._log_buffer: list[LogLine] = []
+        self.output = JobOutput(self.task_id, env.worker_id, row["attempt"], row.get("log_seq") or 0)
         self._asked = 0
         self._answers: dict[str, asyncio.Future[Any]] = {}
         # When this attempt entered each state, for the run report.
@@ -236,6 +236,8 @@ class RunningJob:
                 await self._move(State.ORPHANED, "server_restart")
                 requeue = {"worker_id": None, "restoration_source": "server_restart", "restore_pending": True}
                 await self._move(State.QUEUED, "server_restart", requeue)
+            elif self.stop_reason == "lost":
+                return  # the task is another attempt's now: nothing here is ours to write
             elif self.stop_reason == "stop":
                 grace = self.env.settings.stop_grace_seconds
                 await self._fail("stop_timeout", f"did not shut down within {grace:g} s", "TimeoutError")
@@ -264,7 +266,7 @@ class RunningJob:
                 "restorations": self.row["restoration_count"],
                 "items_processed": ctx.items_processed,
                 "items_failed": ctx.items_failed,
-                "log_lines": self._log_seq,
+                "log_lines": self.output.log_seq,
             },
             "phase_results": phases,
             "system_info": self.env.system_info,
@@ -272,13 +274,14 @@ class RunningJob:
 
     async def _move(self, to: State, reason: str, fields: Mapping[str, Any] | None = None) -> None:
         """One of this job's own transitions; raises `_Stop` when the task is no longer ours."""
-        await self.flush_now()
         if not is_terminal(to):
             fields = {**(fields or {}), "heartbeat_at": utcnow()}
         delay = 0.1
         deadline = time.monotonic() + 30
         while True:
             try:
+                # The job's output first: its last lines and progress belong before the change.
+                await self.flush_now()
                 result = await self.env.store.transition(
                     self.task_id,
                     to,
@@ -289,6 +292,8 @@ class RunningJob:
                     expect_from=self.state,
                 )
                 break
+            except _Stop:
+                raise
             except TaskstateError as exc:
                 log.info("task %s: -> %s not applied: %s", self.task_id, to, exc)
                 raise _Stop from exc
@@ -335,12 +340,7 @@ class RunningJob:
         )
 
     def log(self, ctx: JobContext, level: str, message: str) -> None:
-        level = level.lower() if level.lower() in LEVELS else "info"
-        if len(message) > MAX_LOG_MESSAGE:
-            message = message[:MAX_LOG_MESSAGE] + f"… [{len(message) - MAX_LOG_MESSAGE} more characters]"
-        self._log_seq += 1
-        line = LogLine(self.task_id, self._log_seq, utcnow(), level, message)
-        self._log_buffer.append(line)
+        line = self.output.add_line(utcnow(), level, message)
         self.env.store.bus.publish(
             Event.of(
                 {
@@ -348,8 +348,8 @@ class RunningJob:
                     "task_id": self.task_id,
                     "seq": line.seq,
                     "at": iso(line.at),
-                    "level": level,
-                    "message": message,
+                    "level": line.level,
+                    "message": line.message,
                 }
             )
         )
@@ -448,36 +448,44 @@ class RunningJob:
 
     # -- flushing --------------------------------------------------------------------------
 
-    def take_pending(self, *, write: bool, now: datetime) -> tuple[ProgressUpdate | None, list[LogLine]]:
+    def take_pending(self, *, write: bool, now: datetime) -> PendingOutput | None:
         """Publish a held-back progress event; hand over what is due to be written."""
         if self._live_pending:
             self._publish_progress(time.monotonic())
         if not write:
-            return None, []
-        update = None
+            return None
         if self._dirty:
             self._dirty = False
             ctx = self.ctx
-            update = ProgressUpdate(
-                self.task_id,
-                self.env.worker_id,
-                ctx.progress_value,
-                ctx.phase,
-                ctx.message,
-                ctx.items_processed,
-                ctx.items_failed,
-                now,
+            self.output.set_progress(
+                ProgressUpdate(
+                    ctx.progress_value, ctx.phase, ctx.message, ctx.items_processed, ctx.items_failed, now
+                )
             )
-        lines, self._log_buffer = self._log_buffer, []
-        return update, lines
+        return self.output.take()
 
     async def flush_now(self) -> None:
-        """Write this job's progress and log lines before one of its transitions."""
-        update, lines = self.take_pending(write=True, now=utcnow())
-        if update is not None:
-            await self.env.store.write_progress([update])
-        if lines:
-            await tasklog.append(self.env.store, lines, cap=self.env.settings.max_log_lines)
+        """Write this job's progress and log lines (before one of its transitions).
+
+        Raises if the write failed (what it took is kept for the next one), and
+        `_Stop` if the task is no longer this attempt's.
+        """
+        pending = self.take_pending(write=True, now=utcnow())
+        if pending is None:
+            return
+        cap = self.env.settings.max_log_lines
+        try:
+            lost = await self.env.store.write(lambda wb: store_outputs(wb, [pending], cap=cap))
+        except BaseException:
+            self.output.give_back(pending)
+            raise
+        if lost:
+            self.lost()
+            raise _Stop
+
+    def lost(self) -> None:
+        """The task was taken from this attempt (orphaned, perhaps running elsewhere): stop."""
+        self.stop("lost", grace=self.env.settings.cancel_grace_seconds)
 
 
 def new_worker_id() -> str:

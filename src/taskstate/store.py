@@ -141,18 +141,6 @@ class CreateResult:
     created: bool
 
 
-@dataclass(slots=True)
-class ProgressUpdate:
-    task_id: str
-    worker_id: str
-    progress: float
-    phase: str | None
-    message: str | None
-    items_processed: int
-    items_failed: int
-    at: datetime
-
-
 @dataclass(frozen=True, slots=True)
 class HistoryFilter:
     states: Sequence[str] = ()
@@ -380,46 +368,6 @@ class Store:
             return await _apply_claim(wb, worker_id, limit, self.db.is_sqlite)
 
         return await self._writer.submit(op)
-
-    async def write_progress(self, updates: Sequence[ProgressUpdate]) -> None:
-        """Write coalesced progress; never moves state, never touches a task this worker lost."""
-        if not updates:
-            return
-        stmt = (
-            sa.update(tasks)
-            .where(
-                tasks.c.id == sa.bindparam("b_id"),
-                tasks.c.worker_id == sa.bindparam("b_worker"),
-                tasks.c.state.not_in(TERMINAL_VALUES),
-            )
-            .values(
-                progress=sa.bindparam("b_progress"),
-                phase=sa.bindparam("b_phase"),
-                message=sa.bindparam("b_message"),
-                items_processed=sa.bindparam("b_processed"),
-                items_failed=sa.bindparam("b_failed"),
-                heartbeat_at=sa.bindparam("b_at"),
-                updated_at=sa.bindparam("b_at"),
-            )
-        )
-        params = [
-            {
-                "b_id": u.task_id,
-                "b_worker": u.worker_id,
-                "b_progress": u.progress,
-                "b_phase": u.phase,
-                "b_message": u.message,
-                "b_processed": u.items_processed,
-                "b_failed": u.items_failed,
-                "b_at": u.at,
-            }
-            for u in updates
-        ]
-
-        async def op(wb: WriteBatch) -> None:
-            await wb.conn.execute(stmt, params)
-
-        await self._writer.submit(op)
 
     async def cancel_active(self, *, reason: str, actor: str) -> list[TransitionResult]:
         """Emergency reset: every non-terminal task ends, `cancelled` where the table allows it."""

@@ -23,11 +23,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from taskstate import __version__, tasklog
+from taskstate import __version__
 from taskstate.bus import Event
 from taskstate.config import Settings
 from taskstate.db import utcnow
 from taskstate.jobs import JobRegistry
+from taskstate.output import PendingOutput, store_outputs
 from taskstate.runner import LIVE_PROGRESS_INTERVAL, RunnerEnv, RunningJob, new_worker_id, system_info
 from taskstate.states import State, is_terminal
 from taskstate.store import Store
@@ -191,17 +192,27 @@ class Supervisor:
                 last_write = now
 
     async def _flush(self, *, write: bool) -> None:
+        """Every job's pending output in one write; given back to its job if the write fails."""
         now = utcnow()
-        updates, lines = [], []
+        taken: list[tuple[RunningJob, PendingOutput]] = []
         for job in list(self.running.values()):
-            update, job_lines = job.take_pending(write=write, now=now)
-            if update is not None:
-                updates.append(update)
-            lines.extend(job_lines)
-        if updates:
-            await self.store.write_progress(updates)
-        if lines:
-            await tasklog.append(self.store, lines, cap=self.settings.max_log_lines)
+            pending = job.take_pending(write=write, now=now)
+            if pending is not None:
+                taken.append((job, pending))
+        if not taken:
+            return
+        outputs = [pending for _, pending in taken]
+        cap = self.settings.max_log_lines
+        try:
+            lost = await self.store.write(lambda wb: store_outputs(wb, outputs, cap=cap))
+        except BaseException:
+            for job, pending in taken:
+                job.output.give_back(pending)
+            raise
+        for job, _ in taken:
+            if job.task_id in lost:
+                log.warning("task %s is no longer this worker's: stopping its job", job.task_id)
+                job.lost()
 
     # -- heartbeat and sweep ---------------------------------------------------------------
 

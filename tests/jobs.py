@@ -7,9 +7,11 @@ subprocess tests use the sleeping ones, with TASKSTATE_JOBS=tests.jobs.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -51,6 +53,14 @@ class ReportParams(BaseModel):
     gate: str
     lines: int = Field(5, ge=0)
     progress: float = Field(50, ge=0, le=100)
+
+
+class JournalParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    journal: str
+    steps: int = Field(20, ge=1)
+    delay: float = Field(0.1, ge=0)
 
 
 class ProgressParams(BaseModel):
@@ -108,6 +118,25 @@ def register(registry: JobRegistry) -> None:
             cancelled.cancel()
         ctx.raise_if_cancelled()
         return params.lines
+
+    @registry.job("test.journal", params=JournalParams)
+    async def journal(ctx: JobContext, params: JournalParams) -> int:
+        """Works in steps, and appends each to a file outside the service (a side effect the
+        service cannot undo): the tests compare it with what the service recorded."""
+
+        def note(event: str, step: int = 0) -> None:
+            entry = {"task": ctx.task_id, "attempt": ctx.attempt, "pid": os.getpid(), "event": event}
+            with open(params.journal, "a") as out:
+                out.write(json.dumps({**entry, "step": step, "at": time.time()}) + "\n")
+
+        note("start")
+        for step in range(1, params.steps + 1):
+            await ctx.sleep(params.delay)
+            note("step", step)
+            ctx.log(f"attempt {ctx.attempt} step {step}")
+            ctx.progress(100 * step / params.steps, f"step {step}", items_processed=step)
+        note("end", params.steps)
+        return params.steps
 
     @registry.job("test.stubborn", params=SleepParams)
     async def stubborn(ctx: JobContext, params: SleepParams) -> None:

@@ -6,12 +6,14 @@ import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -115,7 +117,33 @@ class ServerProcess:
             self.process.send_signal(sig)
         return await self.wait_exit(timeout)
 
+    def pause(self) -> None:
+        """SIGSTOP: the process stalls (a long GC pause, a stopped VM), holding what it holds.
+
+        On SQLite an instance stopped inside a write transaction would hold the database's
+        one write lock, pausing every instance on the file until it resumes (SQLite's
+        nature, not a stall the others can recover from): so the test holds the write lock
+        itself while it stops the process, and the process stops outside a transaction.
+        """
+        assert self.process is not None
+        url = sqlalchemy.make_url(self.database_url)
+        if url.get_backend_name() != "sqlite":
+            self.process.send_signal(signal.SIGSTOP)
+            return
+        lock = sqlite3.connect(str(url.database), timeout=30, isolation_level=None)
+        try:
+            lock.execute("BEGIN IMMEDIATE")
+            self.process.send_signal(signal.SIGSTOP)
+            lock.execute("ROLLBACK")
+        finally:
+            lock.close()
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
     def stop_quietly(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
             self.process.kill()
             self.process.wait(10)

@@ -437,13 +437,21 @@ class Store:
 
         await self._writer.submit(op)
 
-    async def heartbeat(self, worker_id: str) -> None:
-        async def op(wb: WriteBatch) -> None:
-            await wb.conn.execute(
-                sa.update(workers).where(workers.c.id == worker_id).values(heartbeat_at=utcnow())
-            )
+    async def heartbeat(self, worker_id: str) -> bool:
+        """Say this worker is alive, and `running` again if a peer had marked it lost (it
+        stalled: a long pause, a stopped VM). False if its row is gone (forgotten after a
+        day as lost): the caller registers again."""
 
-        await self._writer.submit(op)
+        async def op(wb: WriteBatch) -> bool:
+            beat = (
+                sa.update(workers)
+                .where(workers.c.id == worker_id)
+                .values(heartbeat_at=utcnow(), state="running")
+                .returning(workers.c.id)
+            )
+            return (await wb.conn.execute(beat)).first() is not None
+
+        return await self._writer.submit(op)
 
     async def save_checkpoint(self, task_id: str, guard: Guard, data: str) -> bool:
         """Store a job's checkpoint (JSON text); False if the task is no longer this worker's."""
@@ -1144,8 +1152,10 @@ async def _apply_sweep(
         .where(workers.c.id != me, workers.c.heartbeat_at < cutoff, workers.c.state == "running")
         .values(state="lost")
     )
+    # Live is a recent heartbeat, whatever a sweeper once concluded: a worker marked lost
+    # that beats again (it stalled, then resumed) is live, and what it claims is its own.
     live = sa.select(workers.c.id).where(
-        sa.or_(workers.c.id == me, sa.and_(workers.c.heartbeat_at >= cutoff, workers.c.state == "running"))
+        sa.or_(workers.c.id == me, sa.and_(workers.c.heartbeat_at >= cutoff, workers.c.state != "stopped"))
     )
     lost = (
         await conn.execute(

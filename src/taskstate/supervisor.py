@@ -55,6 +55,7 @@ class Supervisor:
         self._wake = asyncio.Event()
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
+        self._checks: set[asyncio.Task[None]] = set()
         self.started = False
         self.last_heartbeat = time.monotonic()
         store.on_commit(self._on_commit)
@@ -63,9 +64,8 @@ class Supervisor:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.store.register_worker(
-            self.worker_id, host=socket.gethostname(), pid=os.getpid(), version=__version__
-        )
+        await self._register()
+        self.last_heartbeat = time.monotonic()
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="taskstate-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="taskstate-heartbeat"),
@@ -110,10 +110,29 @@ class Supervisor:
             job = self.running.get(rec.task_id)
             if job is None or rec.actor == self.env.actor:
                 continue
-            if is_terminal(rec.to_state):
+            if rec.to_state == State.ORPHANED:
+                # A peer's sweeper may have taken it while this instance stalled. The record
+                # may also be an older attempt's, read late, of a task this instance has
+                # claimed again since: the row says which.
+                check = asyncio.create_task(self._check_still_ours(job))
+                self._checks.add(check)
+                check.add_done_callback(self._checks.discard)
+            elif is_terminal(rec.to_state):
                 job.stop("user", grace=self.settings.cancel_grace_seconds)
             elif rec.to_state == State.STOPPING:
                 job.stop("stop", grace=self.settings.stop_grace_seconds)
+
+    async def _check_still_ours(self, job: RunningJob) -> None:
+        """Stop `job` if its task's row no longer names this worker and attempt: another
+        attempt will run it, and this one must not go on repeating its side effects."""
+        try:
+            row = await self.store.get_task_row(job.task_id)
+        except Exception:
+            log.warning("could not check who holds task %s", job.task_id, exc_info=True)
+            return  # its next guarded write finds out
+        if row is None or row["worker_id"] != self.worker_id or row["attempt"] != job.guard.attempt:
+            log.warning("task %s was taken from this worker (it stalled?): stopping its job", job.task_id)
+            job.lost()
 
     def _on_event(self, event: Event) -> None:
         """An answer given on any instance reaches the job waiting on it here."""
@@ -147,6 +166,10 @@ class Supervisor:
             claimed = 0
             if free > 0:
                 try:
+                    if self.heartbeat_lag > self.settings.heartbeat_seconds * 2:
+                        # This instance stalled (or its heartbeats failed): peers may think it
+                        # lost, and would orphan at once what it claims now. Beat first.
+                        await self._beat()
                     rows = await self.store.claim(self.worker_id, free)
                     backoff = 0.1
                 except Exception:
@@ -221,8 +244,7 @@ class Supervisor:
         while True:
             await asyncio.sleep(self.settings.heartbeat_seconds)
             try:
-                await self.store.heartbeat(self.worker_id)
-                self.last_heartbeat = time.monotonic()
+                await self._beat()
             except Exception:
                 log.exception("heartbeat failed")
                 continue
@@ -247,6 +269,17 @@ class Supervisor:
                     log.info("analysed the tasks table (it changed by more than its size)")
             except Exception:
                 log.exception("refreshing the tasks table's statistics failed")
+
+    async def _beat(self) -> None:
+        if not await self.store.heartbeat(self.worker_id):
+            log.warning("this worker's row was gone (forgotten as lost): registering again")
+            await self._register()
+        self.last_heartbeat = time.monotonic()
+
+    async def _register(self) -> None:
+        await self.store.register_worker(
+            self.worker_id, host=socket.gethostname(), pid=os.getpid(), version=__version__
+        )
 
     @property
     def heartbeat_lag(self) -> float:

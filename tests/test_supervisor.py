@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from taskstate.db import tasks, utcnow, workers
+from tests import jobs as test_jobs
 from tests.conftest import LiveServer, live_server, make_settings
 
 
@@ -187,3 +190,32 @@ async def test_graceful_stop_hands_running_jobs_back(database_url: str) -> None:
         assert [r["to_state"] for r in rows][-2:] == ["orphaned", "queued"]
     assert supervisor.running == {}
     await asyncio.sleep(0)
+
+
+async def test_a_graceful_stop_lets_what_a_claim_in_flight_started_finish(tmp_path: Path) -> None:
+    """A stop that arrives while a claim is in flight: the jobs that claim starts get the
+    grace period like every other, instead of being handed back after they ran (which
+    would run them again, on the attempt they already used). Issue 12, item 10."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'taskstate.db'}"
+    settings = make_settings(url, shutdown_grace_seconds=5, poll_seconds=0.05)
+    async with live_server(settings) as server:
+        supervisor = server.services.supervisor
+        soon = utcnow() + timedelta(seconds=0.5)
+        ids = [(await server.create("test.record", run_at=soon.isoformat()))["id"] for _ in range(3)]
+        # Hold SQLite's write lock while the tasks fall due: the next claim waits for it.
+        lock = sqlite3.connect(tmp_path / "taskstate.db", timeout=30, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            await asyncio.sleep(0.8)
+            stopping = asyncio.create_task(supervisor.stop())
+            await asyncio.sleep(0.2)
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        await asyncio.wait_for(stopping, timeout=15)
+        assert sorted(task_id for task_id, _ in test_jobs.RUNS) == sorted(ids), "the claim ran nothing"
+        for task_id in ids:
+            task = await server.get(task_id)
+            path = [r["to_state"] for r in await server.transitions(task_id)]
+            assert task["state"] == "completed", path
+            assert path == ["queued", "preparing", "running", "collecting", "completed"]

@@ -83,6 +83,12 @@ class Supervisor:
             return
         self._stopping = True
         self._wake.set()
+        # A claim in flight ends first: the jobs it starts get the grace period like the
+        # others, rather than being handed back after they ran.
+        claiming = self._loops[0]
+        _, pending = await asyncio.wait([claiming], timeout=self.settings.shutdown_grace_seconds)
+        if pending:
+            claiming.cancel()
         jobs = [job.task for job in self.running.values() if job.task is not None]
         if jobs:
             await asyncio.wait(jobs, timeout=self.settings.shutdown_grace_seconds)

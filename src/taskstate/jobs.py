@@ -148,6 +148,8 @@ class ContextReporter(Protocol):
 
     def log(self, ctx: JobContext, level: str, message: str) -> None: ...
 
+    async def confirm_lease(self, ctx: JobContext) -> None: ...
+
     async def mark_serving(self, ctx: JobContext, endpoint: str | None, info: Any) -> None: ...
 
     async def ask(
@@ -275,6 +277,7 @@ class JobContext:
         finally:
             stop.cancel()
             cancel.cancel()
+        await self._reporter.confirm_lease(self)
 
     async def ask(
         self,
@@ -293,16 +296,25 @@ class JobContext:
         at once, or waits on the same pending question. After `timeout_seconds` the answer
         is `default`.
         """
-        return await self._reporter.ask(self, question, choices, context, key, timeout_seconds, default)
+        answer = await self._reporter.ask(self, question, choices, context, key, timeout_seconds, default)
+        await self._reporter.confirm_lease(self)
+        return answer
 
     def raise_if_cancelled(self) -> None:
         if self.cancelled.is_set():
             raise JobCancelled(self.task_id)
 
     async def sleep(self, seconds: float) -> None:
-        """Sleep, but wake and raise `JobCancelled` as soon as the task is cancelled."""
+        """Sleep, but wake and raise `JobCancelled` as soon as the task is cancelled.
+
+        Also raises it, on waking, if the task was taken from this attempt meanwhile: when
+        this instance stalled past the orphan timeout (a paused VM), peers re-queue its
+        tasks, and the job must not take its next step beside the attempt that replaced it
+        (see lease.py). `ask()` and `until_stopped()` check the same before they return.
+        """
         try:
             await asyncio.wait_for(self.cancelled.wait(), timeout=max(0.0, seconds))
         except TimeoutError:
+            await self._reporter.confirm_lease(self)
             return
         raise JobCancelled(self.task_id)

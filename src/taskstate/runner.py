@@ -37,6 +37,7 @@ from taskstate.config import Settings
 from taskstate.db import iso, utcnow
 from taskstate.errors import TaskstateError
 from taskstate.jobs import CheckpointTooLarge, JobCancelled, JobContext, JobRegistry, JobSpec, current_context
+from taskstate.lease import Lease
 from taskstate.output import JobOutput, PendingOutput, ProgressUpdate, store_outputs
 from taskstate.schemas import TaskKind
 from taskstate.states import State, is_terminal
@@ -68,6 +69,7 @@ class RunnerEnv:
     worker_id: str
     actor: str
     system_info: dict[str, Any]
+    lease: Lease
 
 
 class _Stop(Exception):
@@ -482,6 +484,25 @@ class RunningJob:
         if lost:
             self.lost()
             raise _Stop
+
+    async def confirm_lease(self, ctx: JobContext) -> None:
+        """Return at once while the instance's lease is fresh; after a stall, renew it and
+        raise `JobCancelled` unless the task's row still names this worker and attempt."""
+        lease = self.env.lease
+        if lease.fresh:
+            return
+        log.warning("task %s: this instance's lease expired (it stalled?): confirming", self.task_id)
+        await lease.confirm()
+        while True:
+            try:
+                row = await self.env.store.get_task_row(self.task_id)
+                break
+            except Exception:
+                log.warning("task %s: reading its row failed; retrying", self.task_id, exc_info=True)
+                await asyncio.sleep(0.5)
+        if row is None or row["worker_id"] != self.env.worker_id or row["attempt"] != self.guard.attempt:
+            self.lost()
+            raise JobCancelled(self.task_id)
 
     def lost(self) -> None:
         """The task was taken from this attempt (orphaned, perhaps running elsewhere): stop."""

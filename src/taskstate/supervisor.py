@@ -28,6 +28,7 @@ from taskstate.bus import Event
 from taskstate.config import Settings
 from taskstate.db import utcnow
 from taskstate.jobs import JobRegistry
+from taskstate.lease import Lease
 from taskstate.output import PendingOutput, store_outputs
 from taskstate.runner import LIVE_PROGRESS_INTERVAL, RunnerEnv, RunningJob, new_worker_id, system_info
 from taskstate.states import State, is_terminal
@@ -48,8 +49,11 @@ class Supervisor:
         self.store = store
         self.settings = settings
         self.worker_id = worker_id or new_worker_id()
+        self.lease = Lease.for_timeouts(
+            orphan_after=settings.orphan_after_seconds, heartbeat=settings.heartbeat_seconds, renew=self._beat
+        )
         self.env = RunnerEnv(
-            store, registry, settings, self.worker_id, f"worker:{self.worker_id}", system_info()
+            store, registry, settings, self.worker_id, f"worker:{self.worker_id}", system_info(), self.lease
         )
         self.running: dict[str, RunningJob] = {}
         self._wake = asyncio.Event()
@@ -57,15 +61,15 @@ class Supervisor:
         self._loops: list[asyncio.Task[None]] = []
         self._checks: set[asyncio.Task[None]] = set()
         self.started = False
-        self.last_heartbeat = time.monotonic()
         store.on_commit(self._on_commit)
         store.bus.add_listener(self._on_event)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        started = time.monotonic()
         await self._register()
-        self.last_heartbeat = time.monotonic()
+        self.lease.renewed(started)
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="taskstate-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="taskstate-heartbeat"),
@@ -172,10 +176,9 @@ class Supervisor:
             claimed = 0
             if free > 0:
                 try:
-                    if self.heartbeat_lag > self.settings.heartbeat_seconds * 2:
-                        # This instance stalled (or its heartbeats failed): peers may think it
-                        # lost, and would orphan at once what it claims now. Beat first.
-                        await self._beat()
+                    # After a stall, peers may think this instance lost and would orphan at
+                    # once what it claims now: beat first.
+                    await self.lease.confirm()
                     rows = await self.store.claim(self.worker_id, free)
                     backoff = 0.1
                 except Exception:
@@ -277,10 +280,11 @@ class Supervisor:
                 log.exception("refreshing the tasks table's statistics failed")
 
     async def _beat(self) -> None:
+        started = time.monotonic()
         if not await self.store.heartbeat(self.worker_id):
             log.warning("this worker's row was gone (forgotten as lost): registering again")
             await self._register()
-        self.last_heartbeat = time.monotonic()
+        self.lease.renewed(started)
 
     async def _register(self) -> None:
         await self.store.register_worker(
@@ -289,5 +293,5 @@ class Supervisor:
 
     @property
     def heartbeat_lag(self) -> float:
-        """Seconds since this instance's last successful heartbeat."""
-        return time.monotonic() - self.last_heartbeat
+        """Seconds since this instance's last successful heartbeat (its start)."""
+        return self.lease.age

@@ -63,6 +63,15 @@ class JournalParams(BaseModel):
     delay: float = Field(0.1, ge=0)
 
 
+class SoakParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    journal: str
+    mode: str = Field(pattern="^(work|ask|checkpoint|fail|cancel|serve)$")
+    steps: int = Field(10, ge=1)
+    delay: float = Field(0.1, ge=0)
+
+
 class ProgressParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -82,6 +91,20 @@ async def _sleep_in_collect(ctx: JobContext, result: Any) -> Any:
 
 async def _nothing(ctx: JobContext, params: Any) -> None:
     return None
+
+
+class Journal:
+    """Appends what a job does to a file the service knows nothing of (one line per write:
+    atomic with O_APPEND, whichever process writes)."""
+
+    def __init__(self, path: str, ctx: JobContext) -> None:
+        self.path = path
+        self.entry = {"task": ctx.task_id, "attempt": ctx.attempt, "pid": os.getpid()}
+
+    def note(self, event: str, step: int = 0, **more: Any) -> None:
+        line = json.dumps({**self.entry, "event": event, "step": step, "at": time.time(), **more})
+        with open(self.path, "a") as out:
+            out.write(line + "\n")
 
 
 def register(registry: JobRegistry) -> None:
@@ -133,10 +156,55 @@ def register(registry: JobRegistry) -> None:
         for step in range(1, params.steps + 1):
             await ctx.sleep(params.delay)
             note("step", step)
-            ctx.log(f"attempt {ctx.attempt} step {step}")
+            ctx.log(f"run {ctx.attempt}.{os.getpid()} step {step}")
             ctx.progress(100 * step / params.steps, f"step {step}", items_processed=step)
         note("end", params.steps)
         return params.steps
+
+    @registry.job("test.soak", params=SoakParams)
+    async def soak(ctx: JobContext, params: SoakParams) -> dict[str, Any]:
+        """Every kind of work the soak test mixes (see tests/test_soak.py), each step noted in
+        a journal outside the service before it is logged: what the job itself did."""
+        journal = Journal(params.journal, ctx)
+        journal.note("start")
+        answer = None
+        first = 1
+        if params.mode == "ask":
+            answer = await ctx.ask("go on?", choices=["yes", "no"], key="go")
+            journal.note("answer", answer=answer)
+        if params.mode == "checkpoint" and isinstance(ctx.restored_checkpoint, dict):
+            first = int(ctx.restored_checkpoint["n"]) + 1
+        for step in range(first, params.steps + 1):
+            await ctx.sleep(params.delay)
+            if params.mode == "checkpoint":
+                await ctx.checkpoint({"n": step})
+            journal.note("step", step)
+            ctx.log(f"run {ctx.attempt}.{os.getpid()} step {step}")
+            ctx.progress(100 * step / params.steps, f"step {step}", items_processed=step)
+            if params.mode == "fail" and step == 3:
+                journal.note("fail", step)
+                raise RuntimeError("soak failure")
+        journal.note("end", params.steps)
+        return {"steps": params.steps, "from": first, "answer": answer}
+
+    @registry.job("test.soak_service", params=SoakParams, kind="service")
+    async def soak_service(ctx: JobContext, params: SoakParams) -> dict[str, Any]:
+        """A service for the soak test: logs a line, serves until stopped, logs another."""
+        journal = Journal(params.journal, ctx)
+        journal.note("start")
+        journal.note("step", 1)
+        ctx.log(f"run {ctx.attempt}.{os.getpid()} step 1")
+        await ctx.serving(endpoint="soak://service")
+        await ctx.until_stopped()
+        if ctx.cancelled.is_set():
+            # Cancelled, or taken from this attempt while its instance stalled: it cleans up
+            # what is its own, and does no more of the task's work.
+            journal.note("cleanup")
+            ctx.raise_if_cancelled()
+        journal.note("step", 2)
+        ctx.log(f"run {ctx.attempt}.{os.getpid()} step 2")
+        journal.note("end", 2)
+        return {"steps": 2}
 
     @registry.job("test.stubborn", params=SleepParams)
     async def stubborn(ctx: JobContext, params: SleepParams) -> None:

@@ -32,6 +32,10 @@ class Lease:
         self._renew = renew
         self._from = time.monotonic()
         self._renewing: asyncio.Task[None] | None = None
+        #: How many times the lease lapsed (was renewed only after it had expired). A job
+        #: that last confirmed its task before a lapse must confirm it again, even if the
+        #: lease is fresh by the time it looks (another job or the heartbeat renewed it).
+        self.lapses = 0
 
     @classmethod
     def for_timeouts(
@@ -44,6 +48,8 @@ class Lease:
 
     def renewed(self, started_at: float) -> None:
         """A heartbeat that started at `started_at` (monotonic) was written."""
+        if started_at - self._from >= self.valid_for:
+            self.lapses += 1
         self._from = max(self._from, started_at)
 
     @property

@@ -24,10 +24,10 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -41,11 +41,15 @@ from taskstate.lease import Lease
 from taskstate.output import JobOutput, PendingOutput, ProgressUpdate, store_outputs
 from taskstate.schemas import TaskKind
 from taskstate.states import State, is_terminal
-from taskstate.store import Guard, Outcome, Store
+from taskstate.store import Guard, Outcome, Store, TransitionResult
 
 log = logging.getLogger(__name__)
 
 LIVE_PROGRESS_INTERVAL = 0.1
+#: How long a job's own writes are retried through database failures before it gives up.
+WRITE_RETRY_SECONDS = 30.0
+
+T = TypeVar("T")
 ANSWER_POLL_SECONDS = 1.0
 
 
@@ -101,6 +105,7 @@ class RunningJob:
         self._last_live = 0.0
         self._live_pending = False
         self._dirty = False
+        self._lease_lapses = env.lease.lapses
         self.output = JobOutput(self.task_id, env.worker_id, row["attempt"], row.get("log_seq") or 0)
         self._asked = 0
         self._answers: dict[str, asyncio.Future[Any]] = {}
@@ -278,40 +283,54 @@ class RunningJob:
         """One of this job's own transitions; raises `_Stop` when the task is no longer ours."""
         if not is_terminal(to):
             fields = {**(fields or {}), "heartbeat_at": utcnow()}
-        delay = 0.1
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                # The job's output first: its last lines and progress belong before the change.
-                await self.flush_now()
-                result = await self.env.store.transition(
-                    self.task_id,
-                    to,
-                    reason=reason,
-                    actor=self.env.actor,
-                    guard=self.guard,
-                    fields=fields,
-                    expect_from=self.state,
-                )
-                break
-            except _Stop:
-                raise
-            except TaskstateError as exc:
-                log.info("task %s: -> %s not applied: %s", self.task_id, to, exc)
-                raise _Stop from exc
-            except Exception:
-                if time.monotonic() > deadline:
-                    log.exception("task %s: giving up on writing %s", self.task_id, to)
-                    raise _Stop from None
-                log.warning("task %s: writing %s failed; retrying", self.task_id, to, exc_info=True)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+
+        async def write() -> TransitionResult:
+            # The job's output first: its last lines and progress belong before the change.
+            await self.flush_now()
+            return await self.env.store.transition(
+                self.task_id,
+                to,
+                reason=reason,
+                actor=self.env.actor,
+                guard=self.guard,
+                fields=fields,
+                expect_from=self.state,
+            )
+
+        try:
+            result = await self._persist(f"-> {to}", write)
+        except _Stop:
+            raise
+        except TaskstateError as exc:
+            log.info("task %s: -> %s not applied: %s", self.task_id, to, exc)
+            raise _Stop from exc
+        except Exception:
+            log.exception("task %s: giving up on writing %s", self.task_id, to)
+            raise _Stop from None
         if result.outcome in (Outcome.REFUSED, Outcome.NOT_OWNER):
             self.ctx.cancelled.set()
             raise _Stop
         self.state = to
         if result.record is not None:
             self._entered.append((to.value, result.record.at))
+
+    async def _persist(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """`call`, retried through transient database failures (a connection lost, a
+        failover) for up to WRITE_RETRY_SECONDS: a job must not fail because the database
+        blinked. A refusal (`TaskstateError`) is an answer, not retried."""
+        delay = 0.1
+        deadline = time.monotonic() + WRITE_RETRY_SECONDS
+        while True:
+            try:
+                return await call()
+            except (TaskstateError, _Stop):
+                raise
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("task %s: %s failed; retrying", self.task_id, what, exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     # -- the JobContext's reporter ---------------------------------------------------------
 
@@ -365,7 +384,10 @@ class RunningJob:
         limit = self.env.settings.max_checkpoint_bytes
         if size > limit:
             raise CheckpointTooLarge(f"checkpoint is {size} bytes; the limit is {limit}")
-        if not await self.env.store.save_checkpoint(self.task_id, self.guard, text):
+        saved = await self._persist(
+            "saving a checkpoint", lambda: self.env.store.save_checkpoint(self.task_id, self.guard, text)
+        )
+        if not saved:
             ctx.cancelled.set()
             raise JobCancelled(self.task_id)
 
@@ -405,17 +427,20 @@ class RunningJob:
             if not choices:
                 raise ValueError("choices, when given, must not be empty")
         timeout_at = utcnow() + timedelta(seconds=timeout_seconds) if timeout_seconds is not None else None
-        asked = await questions.ask(
-            self.env.store,
-            self.task_id,
-            self.guard,
-            key=key,
-            question=str(question),
-            choices=choices,
-            context=context,
-            timeout_at=timeout_at,
-            default=default,
-            max_pending=self.env.settings.max_pending_questions,
+        asked = await self._persist(
+            "asking a question",
+            lambda: questions.ask(
+                self.env.store,
+                self.task_id,
+                self.guard,
+                key=key,
+                question=str(question),
+                choices=choices,
+                context=context,
+                timeout_at=timeout_at,
+                default=default,
+                max_pending=self.env.settings.max_pending_questions,
+            ),
         )
         if asked is None:
             ctx.cancelled.set()
@@ -439,11 +464,16 @@ class RunningJob:
                     return waiter.result()
                 ctx.raise_if_cancelled()
                 # Answered elsewhere (another instance, or while we were down)?
-                current = await questions.status_of(self.env.store, asked.id)
+                current = await self._persist(
+                    "reading a question", lambda: questions.status_of(self.env.store, asked.id)
+                )
                 if current is not None and current.status != "pending":
                     return current.answer
                 if deadline is not None and utcnow() >= deadline:
-                    expired = await questions.expire(self.env.store, self.task_id, asked.id)
+                    expired = await self._persist(
+                        "expiring a question",
+                        lambda: questions.expire(self.env.store, self.task_id, asked.id),
+                    )
                     return expired.answer if expired is not None else default
         finally:
             self._answers.pop(asked.id, None)
@@ -486,13 +516,15 @@ class RunningJob:
             raise _Stop
 
     async def confirm_lease(self, ctx: JobContext) -> None:
-        """Return at once while the instance's lease is fresh; after a stall, renew it and
-        raise `JobCancelled` unless the task's row still names this worker and attempt."""
+        """Return at once while the instance's lease has held since this job last looked;
+        after a stall, renew it and raise `JobCancelled` unless the task's row still names
+        this worker and attempt."""
         lease = self.env.lease
-        if lease.fresh:
+        if lease.fresh and lease.lapses == self._lease_lapses:
             return
-        log.warning("task %s: this instance's lease expired (it stalled?): confirming", self.task_id)
+        log.warning("task %s: this instance's lease lapsed (it stalled?): confirming", self.task_id)
         await lease.confirm()
+        self._lease_lapses = lease.lapses
         while True:
             try:
                 row = await self.env.store.get_task_row(self.task_id)

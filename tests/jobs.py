@@ -72,6 +72,20 @@ class SoakParams(BaseModel):
     delay: float = Field(0.1, ge=0)
 
 
+class DepthParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    depth: int = Field(ge=0)
+
+
+def nested_list(depth: int) -> Any:
+    """`[[...]]`, `depth` levels deep (built without recursion)."""
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value if depth else 0
+
+
 class ProgressParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -226,6 +240,16 @@ def register(registry: JobRegistry) -> None:
     async def checkpoint(ctx: JobContext, params: SizeParams) -> None:
         """Checkpoints a string of `size` characters."""
         await ctx.checkpoint("x" * params.size)
+
+    @registry.job("test.deep_result", params=DepthParams)
+    async def deep_result(ctx: JobContext, params: DepthParams) -> Any:
+        """Returns lists nested `depth` levels deep."""
+        return nested_list(params.depth)
+
+    @registry.job("test.deep_checkpoint", params=DepthParams)
+    async def deep_checkpoint(ctx: JobContext, params: DepthParams) -> None:
+        """Checkpoints lists nested `depth` levels deep."""
+        await ctx.checkpoint(nested_list(params.depth))
 
     @registry.job("test.not_json", params=EchoParams)
     async def not_json(ctx: JobContext, params: EchoParams) -> Any:

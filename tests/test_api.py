@@ -15,6 +15,7 @@ import pytest_asyncio
 import sqlalchemy as sa
 
 from taskstate.db import transitions as transitions_table
+from taskstate.nesting import MAX_JSON_DEPTH
 from tests.conftest import (
     PG_ADMIN_DSN,
     REQUIRE_PG,
@@ -24,7 +25,7 @@ from tests.conftest import (
     live_server,
     make_settings,
 )
-from tests.jobs import GATES
+from tests.jobs import GATES, nested_list
 
 #: Tasks created with this `run_at` stay `queued` for the whole test (no worker claims them).
 FAR_FUTURE = "2999-01-01T00:00:00Z"
@@ -595,6 +596,25 @@ async def test_result_over_the_limit_fails_with_a_clear_error(database_url: str)
         bad = await server.wait_for(not_json["id"])
         assert bad["state"] == "failed"
         assert "JSON" in bad["error"], bad["error"]
+
+
+async def test_result_nested_too_deep_fails_the_task_clearly(server: LiveServer) -> None:
+    """A result nested past MAX_JSON_DEPTH fails the task (it used to complete with a result
+    that no reader could serialize, or fail with a bare RecursionError)."""
+    ok = await server.create("test.deep_result", params={"depth": MAX_JSON_DEPTH})
+    deep = [await server.create("test.deep_result", params={"depth": d}) for d in (65, 900, 100_000)]
+    done = await server.wait_for(ok["id"])
+    assert done["state"] == "completed"
+    assert done["result"] == nested_list(MAX_JSON_DEPTH)
+    for task in deep:
+        failed = await server.wait_for(task["id"])
+        assert (failed["state"], failed["reason"], failed["error_type"]) == (
+            "failed",
+            "invalid_result",
+            "ResultTooDeep",
+        ), failed
+        assert failed["result"] is None
+        assert f"limit of {MAX_JSON_DEPTH} levels" in failed["error"], failed["error"]
 
 
 # -- retry -----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ the module: none of them depends on what the others created).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -18,6 +19,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from taskstate.nesting import MAX_JSON_DEPTH
 from tests.conftest import (
     PG_ADMIN_DSN,
     REQUIRE_PG,
@@ -196,6 +198,84 @@ async def test_undecodable_body_is_a_validation_error(server: LiveServer) -> Non
         problems.append(error_problem(response, 422, "validation_error"))
     check(problems)
     assert await total(server) == before
+
+
+# -- nesting ---------------------------------------------------------------------------------
+
+
+def nested(depth: int) -> bytes:
+    """An array nested `depth` levels deep: `[[...]]`."""
+    return b"[" * depth + b"]" * depth
+
+
+def too_deep_problem(response: httpx.Response) -> str | None:
+    problem = error_problem(response, 422, "validation_error")
+    if problem is None and f"limit of {MAX_JSON_DEPTH} levels" not in response.json()["detail"]:
+        problem = f"{_label(response)}: the detail does not state the limit: {response.text[:200]}"
+    return problem
+
+
+async def pending_question(server: LiveServer) -> tuple[str, str]:
+    """A running `demo.ask` task and its pending question's id."""
+    asked = await server.create("demo.ask", params={"question": "deep?", "choices": ["yes", "no"]})
+    async with asyncio.timeout(15):
+        while True:
+            task = await server.get(asked["id"])
+            if task["pending_questions"]:
+                return asked["id"], task["pending_questions"][0]["id"]
+            await asyncio.sleep(0.05)
+
+
+async def test_json_nested_past_the_limit_is_a_validation_error_on_every_json_route(
+    server: LiveServer,
+) -> None:
+    """900 levels used to exhaust the stack in our own walk (a 500), 1,100 in the parser;
+    every depth past MAX_JSON_DEPTH is now a 422 that states the limit, before any parsing."""
+    task_id, question_id = await pending_question(server)
+    answer = f"{TASKS}/{task_id}/questions/{question_id}/answer"
+    before = await total(server)
+    problems = []
+    for depth in (MAX_JSON_DEPTH, 900, 1_100, 30_000):  # 30,000 levels: 60 KB, under 64 KiB
+        params = b'{"a": ' + nested(depth) + b"}"
+        body = b'{"type": "test.echo", "run_at": "2999-01-01T00:00:00Z", "params": ' + params + b"}"
+        for path, raw in (
+            (TASKS, body),
+            (answer, b'{"answer": ' + nested(depth) + b"}"),
+            (CLEANUP, b'{"older_than_days": ' + nested(depth) + b"}"),
+        ):
+            response = await server.client.post(path, content=raw, headers=JSON)
+            problems.append(too_deep_problem(response))
+        response = await server.client.post(TASKS, content=body)  # no content type at all
+        problems.append(error_problem(response, 422, "validation_error"))
+    for depth in (900, 1_100, 100_000):
+        body = b'{"tasks": [{"type": "test.echo", "params": {"a": ' + nested(depth) + b"}}]}"
+        # In a task of the batch, and as a bare top-level array.
+        for raw in (body, nested(depth)):
+            response = await server.client.post(BATCH, content=raw, headers=JSON)
+            problems.append(too_deep_problem(response))
+    check(problems)
+    assert await total(server) == before
+    assert (await server.get(task_id))["pending_questions"], "the question is still pending"
+    # The server is unharmed: the question can still be answered.
+    ok = await server.client.post(answer, json={"answer": "yes"})
+    assert ok.status_code == 200, ok.text
+    assert (await server.wait_for(task_id))["result"] == {"answer": "yes"}
+
+
+async def test_json_at_the_nesting_limit_is_accepted(server: LiveServer) -> None:
+    """`{"type", "params": {"a": X}}` nests 2 levels around X: X may nest 62 deep, not 63."""
+    inner = MAX_JSON_DEPTH - 2
+    at_limit = {"type": "test.echo", "run_at": FAR_FUTURE, "params": {"a": json.loads(nested(inner))}}
+    response = await server.client.post(TASKS, json=at_limit)
+    assert response.status_code == 201, response.text[:300]
+    stored = await server.get(response.json()["id"])
+    assert stored["params"] == at_limit["params"]
+    over = {**at_limit, "params": {"a": json.loads(nested(inner + 1))}}
+    check([too_deep_problem(await server.client.post(TASKS, json=over))])
+    # Brackets inside strings are text, not nesting.
+    text = {"type": "test.echo", "run_at": FAR_FUTURE, "params": {"a": "[" * 10_000 + '\\"{'}}
+    response = await server.client.post(TASKS, json=text)
+    assert response.status_code == 201, response.text[:300]
 
 
 async def test_nan_and_infinity_are_not_json(server: LiveServer) -> None:

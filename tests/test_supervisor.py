@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from taskstate.db import tasks, utcnow, workers
+from taskstate.nesting import MAX_JSON_DEPTH
 from tests import jobs as test_jobs
 from tests.conftest import LiveServer, live_server, make_settings
 
@@ -79,6 +80,17 @@ async def test_checkpoint_over_the_limit_fails_the_task_clearly(database_url: st
         done = await server.wait_for(big["id"])
         assert (done["state"], done["error_type"]) == ("failed", "CheckpointTooLarge")
         assert "the limit is 100" in done["error"]
+
+
+async def test_checkpoint_nested_too_deep_fails_the_task_clearly(server: LiveServer) -> None:
+    ok = await server.create("test.deep_checkpoint", params={"depth": MAX_JSON_DEPTH})
+    deep = [await server.create("test.deep_checkpoint", params={"depth": d}) for d in (65, 900, 100_000)]
+    assert (await server.wait_for(ok["id"]))["state"] == "completed"
+    for task in deep:
+        done = await server.wait_for(task["id"])
+        assert (done["state"], done["error_type"], done["has_checkpoint"]) == ("failed", "ValueError", False)
+        limit = f"checkpoint nests arrays and objects deeper than the limit of {MAX_JSON_DEPTH}"
+        assert limit in done["error"], done["error"]
 
 
 async def insert_lost_worker(server: LiveServer, worker_id: str) -> None:

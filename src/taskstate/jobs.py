@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from taskstate.errors import PayloadTooLarge, TaskstateError, UnknownTaskType, ValidationFailed
+from taskstate.nesting import too_deep, too_deep_message
 from taskstate.schemas import TaskKind
 
 
@@ -102,6 +103,8 @@ class JobRegistry:
     def validate_params(self, name: str, params: dict[str, Any] | None, max_bytes: int) -> dict[str, Any]:
         """The params as the type's model sees them (defaults filled), or a clear error."""
         spec = self.get(name)
+        if too_deep(params):
+            raise ValidationFailed(too_deep_message("params"))
         try:
             text = json.dumps(params or {}, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
             size = len(text.encode())
@@ -130,12 +133,18 @@ class JobRegistry:
 
 
 def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
+    """Whether any string in `value` (key or value) holds U+0000; iterative, as params may be deep."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return False
 
 

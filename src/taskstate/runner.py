@@ -38,6 +38,7 @@ from taskstate.db import iso, utcnow
 from taskstate.errors import TaskstateError
 from taskstate.jobs import CheckpointTooLarge, JobCancelled, JobContext, JobRegistry, JobSpec, current_context
 from taskstate.lease import Lease
+from taskstate.nesting import too_deep, too_deep_message
 from taskstate.output import JobOutput, PendingOutput, ProgressUpdate, store_outputs
 from taskstate.schemas import TaskKind
 from taskstate.states import State, is_terminal
@@ -210,6 +211,9 @@ class RunningJob:
         return result
 
     async def _complete(self, result: Any) -> None:
+        if too_deep(result):
+            await self._fail("invalid_result", too_deep_message("the result"), "ResultTooDeep")
+            return
         try:
             size = len(json.dumps(result, separators=(",", ":"), allow_nan=False).encode())
         except (TypeError, ValueError) as exc:
@@ -376,6 +380,8 @@ class RunningJob:
         )
 
     async def save_checkpoint(self, ctx: JobContext, data: Any) -> None:
+        if too_deep(data):
+            raise ValueError(too_deep_message("the checkpoint"))
         try:
             text = json.dumps(data, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -397,6 +403,8 @@ class RunningJob:
             raise TypeError(f"{spec.name} is a batch job: only service jobs can be serving")
         if self.serving:
             return
+        if too_deep(info):
+            raise ValueError(too_deep_message("the service info"))
         try:
             size = len(json.dumps(info).encode())
         except (TypeError, ValueError) as exc:
@@ -426,6 +434,8 @@ class RunningJob:
             choices = [str(c) for c in choices]
             if not choices:
                 raise ValueError("choices, when given, must not be empty")
+        if too_deep(context) or too_deep(default):
+            raise ValueError(too_deep_message("the question's context or default"))
         timeout_at = utcnow() + timedelta(seconds=timeout_seconds) if timeout_seconds is not None else None
         asked = await self._persist(
             "asking a question",

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskstate.errors import PayloadTooLarge, ServiceUnavailable, TaskstateError
+from taskstate.nesting import MAX_JSON_DEPTH, text_depth, too_deep_message
 from taskstate.schemas import ErrorBody
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,11 @@ _DESCRIPTIONS = {
     404: "No such task (or other resource).",
     409: "The transition table does not allow it (`invalid_transition`, with `from` and `to`).",
     413: "The body or the params are over the limit (`payload_too_large`).",
-    422: "The request is not valid (`validation_error`, `unknown_task_type`).",
+    422: (
+        "The request is not valid (`validation_error`, `unknown_task_type`). A JSON body that"
+        f" nests arrays and objects deeper than {MAX_JSON_DEPTH} levels is refused as a"
+        " `validation_error` before it is parsed."
+    ),
     500: "An unexpected error (`internal_error`); see the server log.",
     503: "Not ready.",
 }
@@ -117,7 +122,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodyLimitMiddleware:
-    """Answers 413 for bodies over the limit, without reading more than the limit."""
+    """The limits on request bodies, applied before anything parses them.
+
+    413 for a body over the size limit, without reading more than the limit; 422 for a JSON
+    body nested deeper than `MAX_JSON_DEPTH` levels, measured on the raw bytes (the parser,
+    pydantic and our own walks all recurse per level: a deep enough document exhausts the
+    stack in any of them, and then even the error handling).
+    """
 
     def __init__(self, app: ASGIApp, *, default: int, overrides: dict[str, int]) -> None:
         self.app = app
@@ -129,7 +140,10 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.overrides.get(scope["path"], self.default)
+        content_type = b""
         for name, value in scope.get("headers", ()):
+            if name == b"content-type":
+                content_type = value
             if name == b"content-length":
                 try:
                     too_large = int(value) > limit
@@ -155,6 +169,9 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        if body and _may_be_parsed_as_json(content_type) and text_depth(body) > MAX_JSON_DEPTH:
+            await self._too_deep(send)
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -174,3 +191,27 @@ class BodyLimitMiddleware:
         )
         await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
         await send({"type": "http.response.body", "body": response.body})
+
+    @staticmethod
+    async def _too_deep(send: Send) -> None:
+        detail = too_deep_message("the request body")
+        response = JSONResponse(
+            {
+                "error": "validation_error",
+                "detail": detail,
+                "errors": [{"loc": ["body"], "msg": detail, "type": "json_too_deep"}],
+            },
+            status_code=422,
+        )
+        await send({"type": "http.response.start", "status": 422, "headers": response.raw_headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+
+def _may_be_parsed_as_json(content_type: bytes) -> bool:
+    """No content type (FastAPI may try JSON), `application/json` or `application/*+json`."""
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return (
+        not media
+        or media == b"application/json"
+        or (media.startswith(b"application/") and media.endswith(b"+json"))
+    )

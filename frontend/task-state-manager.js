@@ -539,6 +539,12 @@ export class TaskStateManager {
         this.#resyncRequested = true; // the server closes the socket next
         return undefined;
       case 'error':
+        if (typeof event.newest_seq === 'number') {
+          // Our `since` is ahead of the server's newest seq (its database was reset or
+          // replaced): nothing we saw can be followed on. Come back at once for a snapshot.
+          this.#lastSeq = null;
+          this.#resyncRequested = true;
+        }
         this.emit('error', new ApiError(400, event, 'event stream error'));
         return undefined;
       default:

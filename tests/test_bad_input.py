@@ -641,6 +641,9 @@ async def test_bad_history_query_parameters(server: LiveServer) -> None:
         ("limit", [("limit", "abc")]),
         ("limit", [("limit", "1.5")]),
         ("limit", [("limit", str(10**40))]),
+        ("limit", [("limit", "\uff11")]),  # fullwidth 1
+        ("limit", [("limit", "\u0663")]),  # Arabic-Indic 3
+        ("limit", [("limit", "\u00b2")]),  # superscript 2
         ("created_after", [("created_after", "notadate")]),
         ("created_after", [("created_after", "2024-02-30T00:00:00Z")]),
         ("created_before", [("created_before", "yesterday")]),
@@ -658,6 +661,22 @@ async def test_bad_history_query_parameters(server: LiveServer) -> None:
             problem = f"{params!r:.80}: the error does not name {name!r}: {response.text[:300]}"
         problems.append(problem)
     check(problems)
+
+
+async def test_log_query_parameters_take_only_ascii_digits(server: LiveServer) -> None:
+    """`after` and `limit` of /logs are integers in ASCII digits; others are a 422, not 3 or 1."""
+    created = await server.create("demo.noop", run_at=FAR_FUTURE)
+    logs = f"{TASKS}/{created['id']}/logs"
+    problems = []
+    for name in ("after", "limit"):
+        for value in ("\uff11", "\u0663", "\u00b2", "1\u00b2", "\U0001d7d7", "-1", ""):
+            response = await server.client.get(logs, params={name: value})
+            problem = error_problem(response, 422, "validation_error")
+            if problem is None and name not in response.text:
+                problem = f"{name}={value!r}: the error does not name {name}: {response.text[:200]}"
+            problems.append(problem)
+    check(problems)
+    assert (await server.client.get(logs, params={"after": "0", "limit": "1"})).status_code == 200
 
 
 async def test_crafted_cursors_are_refused(server: LiveServer) -> None:

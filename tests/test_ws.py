@@ -485,6 +485,15 @@ BAD_QUERIES = [
     "since=",
     "since=1.5",
     "since=99999999999999999999999999",
+    # Digits that are not ASCII: str.isdigit() took them (superscript 2 then crashed int();
+    # Arabic-Indic 3 and fullwidth 1 were read as 3 and 1).
+    "since=%C2%B2",
+    "since=%D9%A3",
+    "since=%EF%BC%91",
+    "since=1%C2%B2",
+    "since=%F0%9D%9F%97",
+    # Ahead of the newest seq (0: this server has no transitions yet).
+    "since=1",
     "task_id=not-a-uuid",
     "task_id=",
     "bogus=1",
@@ -526,6 +535,26 @@ async def test_bad_queries_get_a_validation_error_then_close_1008(
     assert response.status_code == 200
     assert server.services.store.bus.subscriber_count == 0
     assert trouble(server_log) == []
+
+
+async def test_since_ahead_of_the_newest_seq_is_refused(server: LiveServer) -> None:
+    """A client can only have seen a committed seq; a subscriber with one from the future
+    (another database, a reset) used to wait in silence for ever."""
+    first = await server.create("demo.noop")
+    await server.wait_for(first["id"])
+    newest = (await server.transitions(first["id"]))[-1]["seq"]
+    for ahead in (newest + 1, newest + 1000, 10**17):
+        async with connect(url(server, f"since={ahead}")) as ws:
+            message = await recv(ws)
+            assert (message["type"], message["error"]) == ("error", "validation_error"), message
+            assert message["detail"].startswith(f"since={ahead} is ahead of the newest seq {newest}")
+            assert message["newest_seq"] == newest
+            await assert_closed(ws, 1008)
+    # At the newest seq exactly: nothing to replay, then live.
+    async with connect(url(server, f"since={newest}")) as ws:
+        task = await server.create("demo.noop")
+        live = await recv_until(ws, completes(task["id"]))
+        assert [m["seq"] for m in only_transitions(live)] == list(range(newest + 1, newest + 6))
 
 
 async def test_garbage_from_clients_does_not_hurt_the_server(

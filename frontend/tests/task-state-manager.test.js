@@ -338,6 +338,34 @@ describe('reconnecting', () => {
     assert.equal(manager.connectionState, 'live');
   });
 
+  test('a since ahead of the server\'s newest seq (a reset database): back at once for a snapshot', async () => {
+    const t = task({ state: 'running' });
+    server.put(t);
+    const { manager, log, socket } = await liveManager(30);
+    socket.serverClose();
+    await clock.advance(500);
+    const refused = FakeWebSocket.last;
+    assert.equal(refused.since, '30');
+    refused.open();
+    refused.push({
+      type: 'error', error: 'validation_error', newest_seq: 4,
+      detail: 'since=30 is ahead of the newest seq 4: reconnect without since for a snapshot',
+    });
+    refused.serverClose();
+    assert.equal(log.of('error').at(-1).code, 'validation_error');
+    const n = FakeWebSocket.instances.length;
+    await clock.advance(0);
+    assert.equal(FakeWebSocket.instances.length, n + 1, 'at once');
+    const fresh = FakeWebSocket.last;
+    assert.equal(fresh.since, null, 'without since: a snapshot');
+    fresh.open();
+    fresh.push({ type: 'snapshot', seq: 4, tasks: [t], part: 1, parts: 1 });
+    await settle();
+    assert.equal(manager.lastSeq, 4);
+    fresh.push(transition(5, later(t, 'completed'), 'running'));
+    assert.equal(manager.getTask(t.id).state, 'completed', 'seq 5 is new, not a duplicate of 30');
+  });
+
   test('connection events: connecting, live, reconnecting, polling, live', async () => {
     const { log, socket } = await liveManager(1);
     FakeWebSocket.refuse = true;

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -33,6 +34,10 @@ POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
 
 
+#: A seq as a query parameter: ASCII digits only, at most 18 of them.
+_SEQ = re.compile(r"[0-9]{1,18}")
+
+
 class BadQuery(ValueError):
     pass
 
@@ -44,8 +49,10 @@ def _parse_query(ws: WebSocket) -> tuple[int | None, str | None]:
     since: int | None = None
     raw = ws.query_params.get("since")
     if raw is not None:
-        if not raw.isdigit() or len(raw) > 18:
-            raise BadQuery("since must be a non-negative integer (a seq)")
+        # Not str.isdigit(): it takes superscripts (which int() refuses) and other scripts' digits
+        # (Arabic-Indic 3, fullwidth 1), which int() reads as 3 and 1.
+        if _SEQ.fullmatch(raw) is None:
+            raise BadQuery("since must be a non-negative integer (a seq) in ASCII digits")
         since = int(raw)
     task_id = ws.query_params.get("task_id")
     if task_id is not None:
@@ -72,6 +79,19 @@ async def events(ws: WebSocket) -> None:
         await ws.send_text(json.dumps(exc.to_body() | {"type": "error"}))
         await ws.close(POLICY_VIOLATION)
         return
+    if since is not None:
+        newest = await services.store.latest_seq()
+        if since > newest:
+            # Seq is gap-free and commit-ordered: no client can have seen one past the newest
+            # committed seq, and a subscriber waiting for it would never hear anything.
+            detail = (
+                f"since={since} is ahead of the newest seq {newest}: reconnect without since"
+                " for a snapshot (the database may have been reset)"
+            )
+            refusal = {"type": "error", "error": "validation_error", "detail": detail, "newest_seq": newest}
+            await ws.send_text(json.dumps(refusal))
+            await ws.close(POLICY_VIOLATION)
+            return
     visible = _Visibility(services, principal)
     subscription = services.store.bus.subscribe(task_id)
     sender = asyncio.create_task(_send_events(ws, services, subscription, since, task_id, visible))

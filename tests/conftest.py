@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import httpx
@@ -23,6 +23,7 @@ from taskstate.bus import EventBus
 from taskstate.config import Settings
 from taskstate.db import open_database
 from taskstate.demo_jobs import register as register_demo_jobs
+from taskstate.header_timeout import header_timeout_protocol
 from taskstate.jobs import JobRegistry
 from taskstate.migrations import upgrade_to_head
 from taskstate.store import Store
@@ -181,11 +182,22 @@ class LiveServer:
 
 
 @asynccontextmanager
-async def live_server(settings: Settings, registry: JobRegistry | None = None) -> AsyncIterator[LiveServer]:
-    """The real app on a real uvicorn, on a free loopback port, in this event loop."""
+async def live_server(
+    settings: Settings,
+    registry: JobRegistry | None = None,
+    http: Literal["auto", "httptools", "h11"] = "auto",
+) -> AsyncIterator[LiveServer]:
+    """The real app on a real uvicorn (with `taskstate serve`'s header timeout), on a free
+    loopback port, in this event loop."""
     app = create_app(settings, registry or make_registry())
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws_max_size=64 * 1024
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="on",
+        http=header_timeout_protocol(settings.header_timeout_seconds, http),
+        ws_max_size=64 * 1024,
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())

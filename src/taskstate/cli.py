@@ -20,6 +20,7 @@ def _serve(args: argparse.Namespace) -> int:
     from taskstate import logconfig
     from taskstate.app import create_app
     from taskstate.config import Settings
+    from taskstate.header_timeout import header_timeout_protocol
 
     if args.database_url:
         os.environ["DATABASE_URL"] = args.database_url
@@ -38,6 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=port,
         log_level=args.log_level,
         log_config=None,
+        http=header_timeout_protocol(settings.header_timeout_seconds),
         ws_max_size=64 * 1024,
         ws_per_message_deflate=settings.ws_compression,
         timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds) + 5),

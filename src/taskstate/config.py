@@ -65,3 +65,7 @@ class Settings(BaseSettings):
         "", validation_alias=_env("TASKSTATE_CORS_ORIGINS"), description="Comma-separated; empty: CORS off."
     )
     run_supervisor: bool = Field(True, validation_alias=_env("TASKSTATE_RUN_SUPERVISOR"))
+    # uvicorn has no limit of its own on the time a client takes to send a request's headers.
+    header_timeout_seconds: float = Field(
+        10, gt=0, le=3600, validation_alias=_env("TASKSTATE_HEADER_TIMEOUT_SECONDS")
+    )

@@ -21,6 +21,7 @@ def _serve(args: argparse.Namespace) -> int:
     from taskstate.app import create_app
     from taskstate.config import Settings
     from taskstate.header_timeout import header_timeout_protocol
+    from taskstate.jobs import JobsModuleError
 
     if args.database_url:
         os.environ["DATABASE_URL"] = args.database_url
@@ -28,7 +29,15 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     logconfig.configure(args.log_format, args.log_level)
-    app = create_app(settings)
+    if settings.jobs_module:
+        # As `python -m` does: TASKSTATE_JOBS=myjobs finds myjobs.py in the working directory,
+        # which the `taskstate` console script does not otherwise put on the path.
+        _put_working_directory_on_path()
+    try:
+        app = create_app(settings)
+    except JobsModuleError as exc:
+        print(f"taskstate: error: {exc}", file=sys.stderr, flush=True)
+        return 1
     print(
         f"taskstate {__version__} on http://{host}:{port}  (database: {_safe_url(settings.database_url)})",
         flush=True,
@@ -45,6 +54,12 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds) + 5),
     )
     return 0
+
+
+def _put_working_directory_on_path() -> None:
+    cwd = os.getcwd()
+    if not any(entry in ("", ".", cwd) for entry in sys.path):
+        sys.path.insert(0, cwd)
 
 
 def _migrate(args: argparse.Namespace) -> int:

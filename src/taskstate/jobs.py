@@ -13,6 +13,7 @@ import contextvars
 import importlib
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -125,11 +126,36 @@ class JobRegistry:
         return model.model_dump(mode="json")
 
     def load_module(self, path: str) -> None:
-        """Import the user's jobs module; it registers its jobs on `registry` (or exposes `register`)."""
-        module = importlib.import_module(path)
-        register = getattr(module, "register", None)
-        if callable(register):
-            register(self)
+        """Import the user's jobs module; it registers its jobs on `registry` (or exposes `register`).
+
+        Whatever goes wrong (no such module, a syntax error, an exception while it is imported
+        or registers) is one `JobsModuleError` that names the module, the reason and the
+        working directory: the operator's mistake is in their module, not in taskstate.
+        """
+        try:
+            module = importlib.import_module(path)
+            register = getattr(module, "register", None)
+            if callable(register):
+                register(self)
+        except Exception as exc:
+            raise JobsModuleError(
+                f"cannot load the jobs module {path!r} (TASKSTATE_JOBS): {_reason(exc)}"
+                f" (working directory: {os.getcwd()})"
+            ) from exc
+
+
+class JobsModuleError(Exception):
+    """The TASKSTATE_JOBS module cannot be imported, or it failed to register its jobs."""
+
+
+def _reason(exc: Exception) -> str:
+    """The exception as one line: its class and message (a syntax error's file and line)."""
+    if isinstance(exc, SyntaxError):
+        where = f"{exc.filename}, line {exc.lineno}" if exc.filename else f"line {exc.lineno}"
+        text = f"{type(exc).__name__}: {exc.msg} ({where})"
+    else:
+        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return " ".join(text.split())
 
 
 def _has_nul(value: Any) -> bool:

@@ -108,6 +108,7 @@ export class TaskStateManager {
   #pollTimer = null;
   #polling = false;
   #resyncRequested = false;
+  #snapshotParts = null; // {seq, parts, next, tasks} while a snapshot arrives in parts
   #started = false;
   #restored = false;
   #duplicates = 0;
@@ -246,6 +247,7 @@ export class TaskStateManager {
     const socket = this.#socket;
     this.#socket = null;
     this.#socketLive = false;
+    this.#snapshotParts = null;
     if (socket) {
       socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
       try { socket.close(); } catch { /* already closed */ }
@@ -487,6 +489,7 @@ export class TaskStateManager {
     socket.onclose = () => {
       if (this.#socket !== socket) return;
       this.#socket = null;
+      this.#snapshotParts = null; // an unfinished snapshot is dropped: the next socket sends another
       this.#socketLive = false;
       this.#socketDown();
     };
@@ -531,6 +534,7 @@ export class TaskStateManager {
     }
     switch (event?.type) {
       case 'snapshot': return this.#onSnapshot(event);
+      case 'snapshot_part': return this.#onSnapshotPart(event);
       case 'transition': return this.#onTransition(event);
       case 'progress': return this.#onProgress(event);
       case 'log': return this.emit('log', event);
@@ -552,9 +556,40 @@ export class TaskStateManager {
     }
   }
 
+  /**
+   * A snapshot comes in parts when it is large: `snapshot` is part 1 of `parts`, then
+   * `snapshot_part` messages 2..parts, all of the same `seq`, before any live event. Nothing is
+   * applied until the last part is in: a partial list would make every task of the missing
+   * parts look finished, and `lastSeq` must not move before the whole snapshot is known.
+   */
   #onSnapshot(event) {
-    if (typeof event.seq === 'number') this.#lastSeq = event.seq;
-    const items = Array.isArray(event.tasks) ? event.tasks : [];
+    const parts = Number.isInteger(event.parts) && event.parts > 1 ? event.parts : 1;
+    const tasks = Array.isArray(event.tasks) ? event.tasks : [];
+    if (parts === 1) {
+      this.#snapshotParts = null;
+      this.#applySnapshot(event.seq, tasks);
+      return;
+    }
+    this.#snapshotParts = { seq: event.seq, parts, next: 2, tasks: [...tasks] };
+  }
+
+  #onSnapshotPart(event) {
+    const pending = this.#snapshotParts;
+    if (!pending || event.seq !== pending.seq || event.part !== pending.next || event.parts !== pending.parts) {
+      this.#snapshotParts = null;
+      this.emit('error', new Error(`unexpected snapshot part ${event.part} of ${event.parts}`));
+      return;
+    }
+    if (Array.isArray(event.tasks)) pending.tasks.push(...event.tasks);
+    pending.next += 1;
+    if (event.part === pending.parts) {
+      this.#snapshotParts = null;
+      this.#applySnapshot(pending.seq, pending.tasks);
+    }
+  }
+
+  #applySnapshot(seq, items) {
+    if (typeof seq === 'number') this.#lastSeq = seq;
     this.#applyActiveList(items).catch((error) => this.emit('error', error));
     if (!this.#restored) {
       this.#restored = true;

@@ -33,6 +33,7 @@ from tests.conftest import LiveServer, live_server, make_settings
 from tests.processes import REPO, ServerProcess, free_port
 
 CLI_TIMEOUT = 60.0
+FAR_FUTURE = "2999-01-01T00:00:00Z"
 TRANSITION_LINE = re.compile(r"^\d\d:\d\d:\d\d  (?P<id>[0-9a-f]{8})\b.*  (?P<from>[a-z-]+) -> (?P<to>[a-z]+)")
 PROGRESS_LINE = re.compile(r"\[[#.]{30}\]\s+(?P<pct>\d+\.\d)%")
 
@@ -489,6 +490,31 @@ async def test_watch_all_follows_new_tasks_until_interrupted(sqlite_server: Live
         assert all(s > snapshot["seq"] for s in seqs)
         code = await watch.stop(signal.SIGINT)
         assert code == 130
+    finally:
+        if watch.process.returncode is None:
+            watch.process.kill()
+            await watch.process.wait()
+
+
+async def test_watch_shows_every_task_of_a_snapshot_in_parts(sqlite_server: LiveServer) -> None:
+    """800 active tasks are more than one snapshot message (256 KiB each): `watch` shows the
+    tasks of every part, not only of the first."""
+    names: set[str] = set()
+    for start in (0, 400):
+        batch = [
+            {"type": "demo.noop", "name": f"t{i:04d}", "run_at": FAR_FUTURE}
+            for i in range(start, start + 400)
+        ]
+        response = await sqlite_server.client.post("/api/v2/tasks/batch", json={"tasks": batch})
+        assert response.status_code == 201, response.text[:300]
+        names.update(t["name"] for t in batch)
+    watch = await start_streaming("watch", url=sqlite_server.base_url)
+    try:
+        shown: set[str] = set()
+        async with asyncio.timeout(30):
+            while shown != names:
+                shown.update(re.findall(r"\bt\d{4}\b", await watch.next_line()))
+        assert await watch.stop(signal.SIGINT) == 130
     finally:
         if watch.process.returncode is None:
             watch.process.kill()

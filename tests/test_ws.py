@@ -210,6 +210,57 @@ async def test_a_noop_seen_live_is_exactly_its_five_transitions(server: LiveServ
     assert [m["task"]["state"] for m in mine] == [to for _, to in NOOP_PAIRS]
 
 
+# -- a snapshot larger than a client's frame limit ---------------------------------------
+
+
+async def test_a_snapshot_of_10000_tasks_reaches_a_default_client_in_parts(database_url: str) -> None:
+    """10,000 queued tasks are 9 MiB of JSON: in one message a default `websockets` client
+    (1 MiB frames) closed with 1009. In parts, it gets every task, all of one seq, then live."""
+    settings = make_settings(database_url, run_supervisor=False)
+    async with live_server(settings) as server:
+        created: set[str] = set()
+        body = {"tasks": [{"type": "demo.noop", "params": {}} for _ in range(500)]}
+        for _ in range(20):
+            response = await server.client.post("/api/v2/tasks/batch", json=body)
+            assert response.status_code == 201, response.text[:300]
+            created.update(t["id"] for t in response.json()["items"])
+        assert len(created) == 10_000
+        active = await server.client.get("/api/v2/tasks/active")
+        assert len(active.json()["items"]) == 10_000
+        newest = active.json()["seq"]
+
+        async with connect(server.ws_url) as ws:  # the library's defaults: max_size=2**20
+            first = await recv(ws)
+            assert (first["type"], first["seq"], first["part"]) == ("snapshot", newest, 1), {
+                k: v for k, v in first.items() if k != "tasks"
+            }
+            parts, tasks = first["parts"], list(first["tasks"])
+            assert parts > 1
+            sizes = []
+            for number in range(2, parts + 1):
+                async with asyncio.timeout(RECV_TIMEOUT):
+                    raw = await ws.recv()
+                assert isinstance(raw, str)
+                sizes.append(len(raw))
+                part = json.loads(raw)
+                assert (part["type"], part["seq"], part["part"], part["parts"]) == (
+                    "snapshot_part",
+                    newest,
+                    number,
+                    parts,
+                )
+                tasks += part["tasks"]
+            assert max(sizes) <= 256 * 1024 + 200, sizes  # the part budget, plus the envelope
+            assert len(tasks) == 10_000 and {t["id"] for t in tasks} == created
+            assert all(t["state"] == "queued" for t in tasks)
+
+            task = await server.create("demo.noop")
+            live = await recv(ws)
+            assert (live["type"], live["seq"], live["task_id"]) == ("transition", newest + 1, task["id"])
+        documented = (await server.client.get("/openapi.json")).json()["info"]["description"]
+        assert '"type": "snapshot_part"' in documented
+
+
 # -- since: replay, then live -------------------------------------------------------------
 
 

@@ -146,6 +146,73 @@ describe('restoration on load', () => {
   });
 });
 
+describe('a snapshot in parts', () => {
+  test('parts are assembled before the snapshot is applied; lastSeq moves only at the last', async () => {
+    const [a, b, c] = [task({ state: 'running' }), task({ state: 'queued' }), task({ state: 'queued' })];
+    server.put(a, b, c);
+    const manager = makeManager();
+    const log = record(manager, EVENTS);
+    await manager.initialize(); // GET /active without a seq: the socket opens without since
+    const socket = FakeWebSocket.last;
+    assert.equal(socket.since, null);
+    socket.open();
+    const d = task({ state: 'queued' });
+    server.put(d);
+    const before = server.requests.length;
+
+    socket.push({ type: 'snapshot', seq: 9, part: 1, parts: 3, tasks: [a] });
+    await settle();
+    assert.equal(manager.lastSeq, null, 'not before the last part');
+    assert.equal(log.of('snapshot').length, 0);
+    socket.push({ type: 'snapshot_part', seq: 9, part: 2, parts: 3, tasks: [b] });
+    await settle();
+    assert.equal(server.requests.length, before, 'b and c are not taken for finished and read again');
+    socket.push({ type: 'snapshot_part', seq: 9, part: 3, parts: 3, tasks: [c, d] });
+    await settle();
+
+    assert.equal(manager.lastSeq, 9);
+    assert.deepEqual(log.of('snapshot').map((e) => e.tasks.map((t) => t.id)), [[a.id, b.id, c.id, d.id]]);
+    assert.deepEqual(manager.activeTasks.map((t) => t.id).sort(), [a.id, b.id, c.id, d.id].sort());
+    assert.equal(server.requests.length, before, 'nothing was missing from the whole snapshot');
+    socket.push(transition(10, later(a, 'collecting'), 'running'));
+    assert.equal(manager.getTask(a.id).state, 'collecting');
+  });
+
+  test('a socket lost in the middle drops the parts; a stray part is an error, not applied', async () => {
+    server.route((method, path) => (path === '/api/v2/tasks/active' ? { status: 500, body: null } : undefined));
+    const a = task({ state: 'running' });
+    const manager = makeManager();
+    const log = record(manager, EVENTS);
+    await manager.initialize();
+    const first = FakeWebSocket.last;
+    first.open();
+    first.push({ type: 'snapshot', seq: 5, part: 1, parts: 2, tasks: [a] });
+    first.serverClose();
+    await clock.advance(500);
+    const second = FakeWebSocket.last;
+    assert.notEqual(second, first);
+    assert.equal(second.since, null, 'no seq was taken from the unfinished snapshot');
+    second.open();
+    second.push({ type: 'snapshot_part', seq: 5, part: 2, parts: 2, tasks: [] });
+    await settle();
+    assert.equal(manager.lastSeq, null);
+    assert.equal(log.of('snapshot').length, 0);
+    assert.ok(log.of('error').some((e) => /snapshot part 2 of 2/.test(e.message)));
+    second.push({ type: 'snapshot', seq: 6, part: 1, parts: 1, tasks: [a] });
+    await settle();
+    assert.equal(manager.lastSeq, 6);
+    assert.deepEqual(manager.activeTasks.map((t) => t.id), [a.id]);
+  });
+
+  test('a snapshot without part fields (an older server) is complete on its own', async () => {
+    const a = task({ state: 'running' });
+    server.put(a);
+    const { manager, log } = await liveManager(3);
+    assert.equal(manager.lastSeq, 3);
+    assert.equal(log.of('snapshot').length, 1);
+  });
+});
+
 describe('live events', () => {
   test('a transition applies its task and emits transition, taskUpdated and the ending event', async () => {
     const t = task({ state: 'running' });

@@ -32,6 +32,7 @@ from taskstate.pgsync import PostgresSync
 from taskstate.runner import new_worker_id
 from taskstate.store import NOTIFY_CHANNEL, Store, retention_cutoff
 from taskstate.supervisor import Supervisor
+from taskstate.ws import EVENT_STREAM_DOC
 from taskstate.ws import router as ws_router
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,7 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
         title="taskstate",
         version=__version__,
         summary="The single source of truth for the lifecycle of long-running jobs.",
+        description=EVENT_STREAM_DOC,
         lifespan=lifespan,
         # Any operation can fail unexpectedly; that answer has the error shape too.
         responses=error_responses(500),

@@ -641,7 +641,8 @@ class Watcher:
             self.last_seq = seq
         if self.json_lines:
             print(json.dumps(event, separators=(",", ":")), file=self.out, flush=True)
-        if kind == "snapshot":
+        if kind in ("snapshot", "snapshot_part"):
+            # A large snapshot comes in parts (`part` k of `parts`), all of the same seq.
             self.last_seq = int(event.get("seq") or 0)
             tasks: list[Json] = event.get("tasks") or []
             for task in tasks:
@@ -651,7 +652,7 @@ class Watcher:
                         f"{self._who(task)}  {task.get('state')}  {_bar(task.get('progress'))}"
                         + (f"  {task['message']}" if task.get("message") else "")
                     )
-            if not tasks and self.task_id is None and not self.json_lines:
+            if not tasks and kind == "snapshot" and self.task_id is None and not self.json_lines:
                 self._line("no active tasks; waiting for events (Ctrl-C to stop)")
             for task in tasks:
                 if task.get("id") == self.task_id and task.get("state") in _TERMINAL:

@@ -175,6 +175,57 @@ async def _drain_client(ws: WebSocket) -> None:
             return
 
 
+#: The most task JSON one snapshot message carries. The `websockets` client takes frames of up
+#: to 1 MiB by default, and 10,000 queued tasks are 9 MiB: a snapshot goes in parts.
+SNAPSHOT_PART_BYTES = 256 * 1024
+
+
+def snapshot_messages(seq: int, tasks: list[dict[str, Any]]) -> list[str]:
+    """The snapshot as messages of at most SNAPSHOT_PART_BYTES of tasks each (a task larger
+    than that travels alone), split by size, not by count.
+
+    The first is `{"type": "snapshot", "seq", "part": 1, "parts": N, "tasks"}`, as a client
+    that knows nothing of parts expects it; the others `{"type": "snapshot_part", ...}` with the
+    same `seq` and `parts`, `part` 2..N. All come from the one read, before any live event.
+    """
+    parts: list[list[str]] = [[]]
+    size = 0
+    for task in tasks:
+        text = json.dumps(task, separators=(",", ":"))  # ASCII: its length is its size
+        if parts[-1] and size + len(text) + 1 > SNAPSHOT_PART_BYTES:
+            parts.append([])
+            size = 0
+        parts[-1].append(text)
+        size += len(text) + 1
+    count = len(parts)
+    return [
+        f'{{"type":"{"snapshot" if number == 1 else "snapshot_part"}","seq":{int(seq)},'
+        f'"part":{number},"parts":{count},"tasks":[{",".join(part)}]}}'
+        for number, part in enumerate(parts, 1)
+    ]
+
+
+#: The event stream, for the OpenAPI document (which has no way to describe a WebSocket).
+EVENT_STREAM_DOC = f"""\
+## Event stream: WebSocket `/api/v2/events`
+
+Query: `since` (a seq, ASCII digits), `task_id`, `token` (when auth is on).
+
+- Without `since`: a snapshot of the active tasks, then live events. The snapshot is one or
+  more messages, each with at most {SNAPSHOT_PART_BYTES // 1024} KiB of tasks, so that a client
+  with a 1 MiB frame limit takes any snapshot:
+  `{{"type": "snapshot", "seq": S, "part": 1, "parts": N, "tasks": [...]}}`, then, when N > 1,
+  `{{"type": "snapshot_part", "seq": S, "part": k, "parts": N, "tasks": [...]}}` for k = 2..N.
+  All parts come from one read and arrive before any live event; the snapshot is complete
+  once part N is in. A client that ignores `snapshot_part` sees the first part only.
+- With `since`: every transition with `seq > since`, in order, then live events.
+- A bad query gets `{{"type": "error", "error": "validation_error", "detail": ...}}` and close
+  code 1008; so does a `since` ahead of the newest committed seq M, with `"newest_seq": M`
+  (reconnect without `since` for a snapshot).
+- Events: `transition` (with `seq`), `progress`, `log`, `question`; `{{"type": "resync"}}` then a
+  close (1013) for a subscriber that fell too far behind: reconnect with `since`.
+"""
+
 #: A client that cannot take one message in this long is gone: its connection is dropped.
 SEND_TIMEOUT_SECONDS = 10
 
@@ -202,7 +253,8 @@ async def _send_events(
                 row = await store.get_task_row(task_id)
                 if row is not None and visible.owner(row["owner"]):
                     items = [await store.get_task(task_id)]
-        await _send(ws, json.dumps({"type": "snapshot", "seq": last, "tasks": items}, separators=(",", ":")))
+        for text in snapshot_messages(last, items):
+            await _send(ws, text)
     else:
         last = since
         while True:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from websockets.asyncio.client import connect
 
@@ -204,3 +205,75 @@ def test_token_cli_creates_lists_and_revokes(tmp_path: Path) -> None:
         check=True,
     )
     assert json.loads(revoked.stdout)["revoked"] is True
+
+
+FAR_FUTURE = "2999-01-01T00:00:00Z"
+
+
+async def post_task(server: LiveServer, token: str, body: dict[str, Any]) -> httpx.Response:
+    return await server.client.post("/api/v2/tasks", json=body, headers=bearer(token))
+
+
+async def post_batch(server: LiveServer, token: str, *bodies: dict[str, Any]) -> httpx.Response:
+    body = {"tasks": list(bodies)}
+    return await server.client.post("/api/v2/tasks/batch", json=body, headers=bearer(token))
+
+
+async def test_idempotency_keys_are_each_owners_own(secured: LiveServer) -> None:
+    alice, bob = await mint(secured, "alice", "operator"), await mint(secured, "bob", "operator")
+    admin = await mint(secured, "root", "admin")
+    body = {
+        "type": "demo.sleep",
+        "params": {"seconds": 60},
+        "name": "alice's secret",
+        "idempotency_key": "order-1",
+        "run_at": FAR_FUTURE,
+    }
+    first = await post_task(secured, alice, body)
+    assert first.status_code == 201, first.text
+    theirs = await post_task(secured, bob, {**body, "name": "bob's"})
+    assert theirs.status_code == 201, theirs.text
+    assert theirs.json()["id"] != first.json()["id"]
+    assert (theirs.json()["owner"], theirs.json()["name"]) == ("bob", "bob's")
+    again = await post_task(secured, bob, body)
+    assert (again.status_code, again.json()["id"]) == (200, theirs.json()["id"])
+    mine_again = await post_task(secured, alice, body)
+    assert (mine_again.status_code, mine_again.json()["id"]) == (200, first.json()["id"])
+
+    batch_body = {**body, "idempotency_key": "order-2"}
+    alices = await post_batch(secured, alice, batch_body)
+    assert alices.status_code == 201, alices.text
+    bobs = await post_batch(secured, bob, batch_body)
+    assert bobs.status_code == 201, bobs.text
+    [a], [b] = alices.json()["items"], bobs.json()["items"]
+    assert a["id"] != b["id"] and (a["owner"], b["owner"]) == ("alice", "bob")
+    everything = (await secured.client.get("/api/v2/tasks", headers=bearer(admin))).json()
+    assert everything["total"] == 4
+
+
+async def test_a_key_reused_for_another_request_is_a_conflict(secured: LiveServer) -> None:
+    alice, admin = await mint(secured, "alice", "operator"), await mint(secured, "root", "admin")
+    body = {"type": "demo.sleep", "params": {"seconds": 1}, "idempotency_key": "pay-1", "run_at": FAR_FUTURE}
+    first = await post_task(secured, alice, body)
+    assert first.status_code == 201, first.text
+    for other in ({**body, "params": {"seconds": 2}}, {**body, "type": "demo.noop", "params": {}}):
+        refused = await post_task(secured, alice, other)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"] == "idempotency_conflict"
+        assert "pay-1" in refused.json()["detail"] and "params" in refused.json()["detail"]
+    # The same request (its params as validated, defaults spelled out) is the first task again.
+    same = await post_task(secured, alice, {**body, "params": {"seconds": 1, "steps": 10}, "name": "x"})
+    assert (same.status_code, same.json()["id"]) == (200, first.json()["id"])
+
+    # In a batch, a conflicting item fails the whole batch, named; nothing of it is created.
+    fresh = {**body, "idempotency_key": "pay-2"}
+    batch = await post_batch(secured, alice, fresh, {**body, "params": {"seconds": 3}})
+    assert batch.status_code == 409, batch.text
+    assert (batch.json()["error"], batch.json()["index"]) == ("idempotency_conflict", 1)
+    assert batch.json()["detail"].startswith("tasks[1]: ")
+    within = await post_batch(secured, alice, fresh, {**fresh, "params": {"seconds": 3}})
+    assert (within.status_code, within.json()["index"]) == (409, 1), within.text
+    assert (await secured.client.get("/api/v2/tasks", headers=bearer(admin))).json()["total"] == 1
+    twice = await post_batch(secured, alice, fresh, fresh)
+    assert twice.status_code == 201, twice.text
+    assert len({t["id"] for t in twice.json()["items"]}) == 1

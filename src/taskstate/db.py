@@ -70,7 +70,7 @@ tasks = sa.Table(
     sa.Column("max_attempts", sa.Integer, nullable=False, server_default="3"),
     sa.Column("trigger", sa.String(16), nullable=False),
     sa.Column("trigger_source", sa.String(200)),
-    # Unique where set: a partial unique index on PostgreSQL, a constraint on SQLite (0004).
+    # Unique per owner where set (0006): `ix_tasks_owner_idempotency`.
     sa.Column("idempotency_key", sa.String(200)),
     sa.Column("run_at", UTCDateTime, nullable=False),
     sa.Column("timeout_seconds", sa.Float),
@@ -107,11 +107,14 @@ tasks = sa.Table(
         postgresql_where=sa.text("owner IS NOT NULL"),
         sqlite_where=sa.text("owner IS NOT NULL"),
     ),
+    # NULL owners (auth off) count as one owner; the key leads so that a lookup by key uses it.
     sa.Index(
-        "ix_tasks_idempotency",
+        "ix_tasks_owner_idempotency",
         "idempotency_key",
+        sa.text("coalesce(owner, '')"),
         unique=True,
         postgresql_where=sa.text("idempotency_key IS NOT NULL"),
+        sqlite_where=sa.text("idempotency_key IS NOT NULL"),
     ),
     sa.Index(
         "ix_tasks_queue",

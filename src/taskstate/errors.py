@@ -54,6 +54,18 @@ class Conflict(TaskstateError):
     status = 409
 
 
+class IdempotencyConflict(TaskstateError):
+    """This idempotency key was used for a task of another type or with other params."""
+
+    code = "idempotency_conflict"
+    status = 409
+
+    def __init__(self, detail: str | None = None, *, index: int = 0, **extra: Any) -> None:
+        #: Which of the requested tasks it is (a batch names it).
+        self.index = index
+        super().__init__(detail, **extra)
+
+
 class ValidationFailed(TaskstateError):
     """The request is not valid."""
 

@@ -42,7 +42,13 @@ from taskstate.db import (
     utcnow,
     workers,
 )
-from taskstate.errors import InvalidTransition, NotFound, TaskstateError, ValidationFailed
+from taskstate.errors import (
+    IdempotencyConflict,
+    InvalidTransition,
+    NotFound,
+    TaskstateError,
+    ValidationFailed,
+)
 from taskstate.feed import TransitionFeed
 from taskstate.states import HELD_STATES, State, can_transition, check_transition, is_terminal
 from taskstate.writer import GroupableOp, TransitionRecord, WriteBatch, Writer
@@ -333,14 +339,27 @@ class Store:
     # -- writes ----------------------------------------------------------------------------
 
     async def create_tasks(self, new: Sequence[NewTask], *, actor: str) -> list[CreateResult]:
-        """Create tasks in one transaction; a repeated idempotency key answers the first task."""
+        """Create tasks in one transaction, all or none.
+
+        An idempotency key is the owner's own: the same key again, for the same type and
+        params, answers the owner's first task (`created` false); for another type or
+        other params it is an `IdempotencyConflict`, and nothing is created.
+        """
 
         async def op(wb: WriteBatch) -> list[CreateResult]:
-            if len(new) > 1 and all(item.idempotency_key is None for item in new):
-                return await _insert_tasks(wb, new, actor)
-            return [await _apply_create(wb, item, actor) for item in new]
+            if all(item.idempotency_key is None for item in new):
+                if len(new) > 1:
+                    return await _insert_tasks(wb, new, actor)
+                earlier: dict[tuple[str, str], Mapping[Any, Any]] = {}
+            else:
+                earlier = await _check_idempotency(wb.conn, new)
+            return [await _apply_create(wb, item, actor, earlier) for item in new]
 
-        return await self._writer.submit(op)
+        try:
+            return await self._writer.submit(op)
+        except _KeyRaced:
+            # Rolled back; this time the check sees the racing task and answers as it should.
+            return await self._writer.submit(op)
 
     async def transition(
         self,
@@ -800,23 +819,91 @@ async def _insert_tasks(wb: WriteBatch, new: Sequence[NewTask], actor: str) -> l
     return results
 
 
-async def _apply_create(wb: WriteBatch, new: NewTask, actor: str) -> CreateResult:
+class _KeyRaced(Exception):
+    """Another request committed a task with this key, for another type or other params,
+    after this one's check: the transaction must roll back (a refusal may not follow writes)."""
+
+
+def _key_of(item: NewTask) -> tuple[str, str] | None:
+    """The idempotency key as the unique index sees it: NULL owners are one owner."""
+    return None if item.idempotency_key is None else (item.owner or "", item.idempotency_key)
+
+
+def _same_request(row: Mapping[Any, Any], item: NewTask) -> bool:
+    return bool(row["type"] == item.type and row["params"] == item.params)
+
+
+def _key_conflict(row: Mapping[Any, Any], item: NewTask, index: int) -> IdempotencyConflict:
+    return IdempotencyConflict(
+        f"idempotency_key {item.idempotency_key!r} was already used for task {row['id']} "
+        f"(type {row['type']!r}) with another type or other params; "
+        "a different request needs a new key",
+        index=index,
+        task_id=row["id"],
+    )
+
+
+async def _check_idempotency(
+    conn: AsyncConnection, new: Sequence[NewTask]
+) -> dict[tuple[str, str], Mapping[Any, Any]]:
+    """The owners' earlier tasks for the keys in `new`; raises `IdempotencyConflict`, before
+    anything is written, for a key reused (here or earlier) for another type or other params."""
+    wanted = {key for key in map(_key_of, new) if key is not None}
+    rows = (
+        (await conn.execute(sa.select(tasks).where(tasks.c.idempotency_key.in_([k for _, k in wanted]))))
+        .mappings()
+        .all()
+    )
+    earlier: dict[tuple[str, str], Mapping[Any, Any]] = {}
+    for row in rows:
+        found = (row["owner"] or "", row["idempotency_key"])
+        if found in wanted:
+            earlier[found] = row
+    first_here: dict[tuple[str, str], Mapping[Any, Any]] = {}
+    for index, item in enumerate(new):
+        key = _key_of(item)
+        if key is None:
+            continue
+        first = earlier.get(key) or first_here.setdefault(
+            key, {"id": item.id, "type": item.type, "params": item.params}
+        )
+        if not _same_request(first, item):
+            raise _key_conflict(first, item, index)
+    return earlier
+
+
+async def _apply_create(
+    wb: WriteBatch, new: NewTask, actor: str, earlier: Mapping[tuple[str, str], Mapping[Any, Any]]
+) -> CreateResult:
     now = utcnow()
+    key = _key_of(new)
+    if key is not None and key in earlier:
+        return CreateResult(task_payload(earlier[key], now), created=False)
     values = _new_task_row(new, now)
     dialect = wb.conn.dialect.name
     insert = postgresql.insert(tasks) if dialect == "postgresql" else sqlite.insert(tasks)
     stmt = insert.values(**values)
-    if new.idempotency_key is not None:
-        # PostgreSQL infers its partial unique index only from the same predicate.
-        where = tasks.c.idempotency_key.is_not(None) if dialect == "postgresql" else None
-        stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"], index_where=where)
+    if key is not None:
+        # No conflict target: the id is new, so only the per-owner key index can conflict
+        # (an expression index, which both engines would have to infer from a copy of it).
+        stmt = stmt.on_conflict_do_nothing()
     row = (await wb.conn.execute(stmt.returning(*tasks.c))).mappings().first()
     if row is None:
+        assert key is not None
         existing = (
-            (await wb.conn.execute(sa.select(tasks).where(tasks.c.idempotency_key == new.idempotency_key)))
+            (
+                await wb.conn.execute(
+                    sa.select(tasks).where(
+                        tasks.c.idempotency_key == key[1],
+                        sa.func.coalesce(tasks.c.owner, sa.literal_column("''")) == key[0],
+                    )
+                )
+            )
             .mappings()
             .one()
         )
+        if not _same_request(existing, new):
+            raise _KeyRaced()
         return CreateResult(task_payload(existing, now), created=False)
     payload = task_payload(row, now)
     wb.record(TransitionRecord(new.id, None, State.QUEUED.value, now, "created", actor, payload))

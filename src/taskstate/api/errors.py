@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -44,9 +44,13 @@ _DESCRIPTIONS = {
 }
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries for these error statuses, all with `ErrorBody`."""
-    return {s: {"model": ErrorBody, "description": _DESCRIPTIONS.get(s, "Error.")} for s in statuses}
+def error_responses(
+    *statuses: int, described: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for these error statuses, all with `ErrorBody`; `described`
+    overrides the usual description where a route's meaning is narrower."""
+    texts = {**_DESCRIPTIONS, **(described or {})}
+    return {s: {"model": ErrorBody, "description": texts.get(s, "Error.")} for s in statuses}
 
 
 def _clean_errors(errors: Iterable[Any]) -> list[dict[str, Any]]:

@@ -14,7 +14,14 @@ from taskstate import questions, tasklog
 from taskstate.api.deps import AdminDep, OperatorDep, ServicesDep, ViewerDep
 from taskstate.api.errors import error_responses
 from taskstate.auth import Principal
-from taskstate.errors import InvalidTransition, NotFound, PayloadTooLarge, TaskstateError, ValidationFailed
+from taskstate.errors import (
+    IdempotencyConflict,
+    InvalidTransition,
+    NotFound,
+    PayloadTooLarge,
+    TaskstateError,
+    ValidationFailed,
+)
 from taskstate.schemas import (
     MAX_PAGE,
     NO_NUL,
@@ -35,6 +42,13 @@ from taskstate.states import State, is_terminal
 from taskstate.store import HistoryFilter, NewTask, Outcome, retention_cutoff
 
 router = APIRouter(prefix="/api/v2/tasks", tags=["tasks"])
+
+IDEMPOTENCY_CONFLICT = error_responses(
+    409,
+    described={
+        409: "The `idempotency_key` was used for another type or other params (`idempotency_conflict`)."
+    },
+)
 
 
 def checked_id(task_id: str) -> str:
@@ -97,12 +111,15 @@ def new_task(
             "description": "The task first created with this idempotency key.",
         },
         **error_responses(401, 403, 413, 422),
+        **IDEMPOTENCY_CONFLICT,
     },
 )
 async def create_task(
     body: TaskCreate, services: ServicesDep, principal: OperatorDep, response: Response
 ) -> dict[str, Any]:
-    """Start a task. The same `idempotency_key` again answers the first task, with 200."""
+    """Start a task. The same `idempotency_key` again answers the first task, with 200; the
+    same key for another type or other params is a 409 (`idempotency_conflict`). With auth on,
+    keys are the owner's own."""
     new = new_task(services, body, owner=principal.name)
     [result] = await services.store.create_tasks([new], actor="api")
     if not result.created:
@@ -115,22 +132,31 @@ async def create_task(
     operation_id="create_tasks_batch",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskList,
-    responses=error_responses(401, 403, 413, 422),
+    responses={**error_responses(401, 403, 413, 422), **IDEMPOTENCY_CONFLICT},
 )
 async def create_tasks_batch(
     body: TaskBatchCreate, services: ServicesDep, principal: OperatorDep
 ) -> dict[str, Any]:
-    """Create up to 500 tasks in one transaction; one invalid body fails the batch, naming its index."""
+    """Create up to 500 tasks in one transaction; one invalid body (or idempotency conflict)
+    fails the batch, naming its index."""
     items = []
     for index, task in enumerate(body.tasks):
         try:
             items.append(new_task(services, task, owner=principal.name))
         except TaskstateError as exc:
-            exc.extra["index"] = index
-            exc.detail = f"tasks[{index}]: {exc.detail}"
-            raise
-    results = await services.store.create_tasks(items, actor="api")
+            raise _at_index(exc, index) from None
+    try:
+        results = await services.store.create_tasks(items, actor="api")
+    except IdempotencyConflict as exc:
+        raise _at_index(exc, exc.index) from None
     return {"items": [r.task for r in results]}
+
+
+def _at_index(exc: TaskstateError, index: int) -> TaskstateError:
+    """The error of one task of a batch, naming which."""
+    exc.extra["index"] = index
+    exc.detail = f"tasks[{index}]: {exc.detail}"
+    return exc
 
 
 @router.get(

@@ -88,9 +88,10 @@ class ServerProcess:
                     raise RuntimeError(f"server not ready after {timeout}s: {self.log_text()}")
                 await asyncio.sleep(0.05)
 
-    def log_text(self) -> str:
+    def log_text(self, tail: int | None = 3000) -> str:
+        """The end of each run's log (`tail=None`: all of it)."""
         return "\n".join(
-            p.read_text(errors="replace")[-3000:]
+            p.read_text(errors="replace")[-tail if tail else 0 :]
             for p in sorted(self.workdir.glob(f"server-{self.port}-*.log"))
         )
 

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
+import sys
 from pathlib import Path
 
-from tests.conftest import LiveServer, live_server, make_settings
+import httpx
+from websockets.asyncio.client import connect
+
+from taskstate import auth
+from taskstate.logconfig import JsonFormatter, TextFormatter
+from tests.conftest import LiveServer, live_server, make_settings, open_store
 from tests.processes import ServerProcess
 
 
@@ -64,8 +71,6 @@ async def test_serve_logs_json_lines_with_worker_and_task_ids(tmp_path: Path) ->
     server.log_level = "info"
     try:
         await server.start()
-        import httpx
-
         async with httpx.AsyncClient(base_url=server.url) as client:
             task = (
                 await client.post("/api/v2/tasks", json={"type": "demo.fail", "params": {"message": "x"}})
@@ -81,3 +86,55 @@ async def test_serve_logs_json_lines_with_worker_and_task_ids(tmp_path: Path) ->
     assert all({"ts", "level", "logger", "message", "worker_id", "task_id"} <= set(x) for x in lines)
     assert all(x["worker_id"] for x in lines)
     assert any(x["task_id"] == task["id"] for x in lines), "no line names the task"
+
+
+async def test_tokens_never_reach_the_log(tmp_path: Path) -> None:
+    """Not from uvicorn's access and WebSocket lines (`?token=`), nor from any other logger."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'tokens.db'}"
+    async with open_store(url) as store:
+        row, token = await auth.create_token(store, "alice", auth.Role.ADMIN)
+    secret = token.rsplit("_", 1)[1]
+    server = ServerProcess(url, tmp_path, TASKSTATE_AUTH="tokens")
+    server.log_level = "info"
+    try:
+        await server.start()
+        events = server.url.replace("http://", "ws://", 1) + "/api/v2/events"
+        async with connect(f"{events}?token={token}") as ws:
+            assert json.loads(await ws.recv())["type"] == "snapshot"
+        async with connect(f"{events}?since=1&token={token}x") as ws:  # refused: a wrong secret
+            assert json.loads(await ws.recv())["error"] == "unauthorized"
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            bearer = {"Authorization": f"Bearer {token}"}
+            assert (await client.get("/api/v2/workers", headers=bearer)).status_code == 200
+            assert (await client.get(f"/api/v2/tasks?token={token}", headers=bearer)).status_code == 200
+    finally:
+        await server.terminate()
+    text = server.log_text(tail=None)
+    assert secret not in text, [line for line in text.splitlines() if secret in line]
+    lines = [json.loads(x) for x in text.splitlines() if x.startswith("{")]
+    ws_lines = [x["message"] for x in lines if "/api/v2/events" in x["message"]]
+    assert any(f"token=ts_{row['id']}_[redacted]" in m for m in ws_lines), ws_lines
+    assert any("since=1&token=" in m and "[redacted]" in m for m in ws_lines), ws_lines
+    assert any('"GET /api/v2/tasks?token=' in x["message"] for x in lines), text[-3000:]
+
+
+def test_both_log_formats_redact_tokens_in_messages_and_tracebacks() -> None:
+    token = "ts_0123456789ab_" + "S" * 43
+    for formatter in (JsonFormatter(), TextFormatter()):
+        try:
+            raise ValueError(f"refused: Authorization: Bearer {token}")
+        except ValueError:
+            exc_info = sys.exc_info()
+        record = logging.LogRecord(
+            "uvicorn.error",
+            logging.INFO,
+            __file__,
+            1,
+            '%s - "WebSocket %s" [accepted]',
+            ("127.0.0.1:5000", f"/api/v2/events?token={token}"),
+            exc_info,
+        )
+        line = formatter.format(record)
+        assert "S" * 43 not in line, line
+        assert "/api/v2/events?token=ts_0123456789ab_[redacted]" in line, line
+        assert "Bearer ts_0123456789ab_[redacted]" in line, line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from taskstate import auth
 from taskstate.store import NewTask
@@ -277,3 +278,83 @@ async def test_a_key_reused_for_another_request_is_a_conflict(secured: LiveServe
     twice = await post_batch(secured, alice, fresh, fresh)
     assert twice.status_code == 201, twice.text
     assert len({t["id"] for t in twice.json()["items"]}) == 1
+
+
+async def refused_for_revocation(ws: ClientConnection, within: float) -> dict[str, Any]:
+    """The error that ends a socket whose token was revoked; the socket must close, 1008."""
+    async with asyncio.timeout(within):
+        while True:
+            message = json.loads(await ws.recv())
+            if message["type"] == "error":
+                break
+        await ws.wait_closed()
+    assert ws.close_code == 1008, ws.close_code
+    assert isinstance(message, dict)
+    return message
+
+
+async def test_revoking_a_token_closes_its_websockets(secured: LiveServer) -> None:
+    row, token = await auth.create_token(secured.services.store, "temp", auth.Role.VIEWER)
+    admin = await mint(secured, "root", "admin")
+    async with (
+        connect(secured.ws_url + f"?token={token}") as by_query,
+        connect(secured.ws_url) as by_message,
+        connect(secured.ws_url + f"?token={admin}") as other,
+    ):
+        await by_message.send(json.dumps({"type": "auth", "token": token}))
+        for ws in (by_query, by_message, other):
+            assert json.loads(await ws.recv())["type"] == "snapshot"
+        revoked = await secured.client.post(f"/api/v2/tokens/{row['id']}/revoke", headers=bearer(admin))
+        assert revoked.status_code == 200, revoked.text
+        for ws in (by_query, by_message):
+            message = await refused_for_revocation(ws, within=2)
+            assert (message["error"], message["detail"]) == ("unauthorized", "the token was revoked")
+        # Another token's socket stays open and hears on, and hears nothing of the revocation.
+        task = (
+            await secured.client.post("/api/v2/tasks", json={"type": "demo.noop"}, headers=bearer(admin))
+        ).json()
+        async with asyncio.timeout(10):
+            heard = json.loads(await other.recv())
+        assert (heard["type"], heard["task_id"]) == ("transition", task["id"])
+
+
+async def test_a_revocation_on_one_instance_closes_sockets_on_another(pg_url: str) -> None:
+    async with (
+        live_server(make_settings(pg_url, auth="tokens")) as one,
+        live_server(make_settings(pg_url, auth="tokens")) as two,
+    ):
+        async with asyncio.timeout(10):
+            for server in (one, two):
+                await server.services.sync.connected.wait()
+        row, token = await auth.create_token(one.services.store, "temp", auth.Role.VIEWER)
+        admin = await mint(one, "root", "admin")
+        async with connect(two.ws_url + f"?token={token}") as ws:
+            assert json.loads(await ws.recv())["type"] == "snapshot"
+            revoked = await one.client.post(f"/api/v2/tokens/{row['id']}/revoke", headers=bearer(admin))
+            assert revoked.status_code == 200, revoked.text
+            # Well before the periodic re-check (30 s): the notification did it.
+            message = await refused_for_revocation(ws, within=3)
+            assert message["error"] == "unauthorized"
+
+
+async def test_a_revocation_by_the_cli_closes_sockets_at_the_next_check(database_url: str) -> None:
+    """`taskstate token revoke` writes to the database without any server's bus: the re-check ends it."""
+    settings = make_settings(database_url, auth="tokens", token_recheck_seconds=0.5)
+    async with live_server(settings) as server:
+        row, token = await auth.create_token(server.services.store, "temp", auth.Role.VIEWER)
+        async with connect(server.ws_url + f"?token={token}") as ws:
+            assert json.loads(await ws.recv())["type"] == "snapshot"
+            cli = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "taskstate",
+                "token",
+                "revoke",
+                row["id"],
+                "--database-url",
+                database_url,
+                stdout=asyncio.subprocess.DEVNULL,
+            )
+            assert await asyncio.wait_for(cli.wait(), 60) == 0
+            message = await refused_for_revocation(ws, within=3)
+            assert message["error"] == "unauthorized"

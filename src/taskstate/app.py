@@ -22,6 +22,7 @@ from taskstate import __version__, demo_jobs, logconfig
 from taskstate.api import admin, tasks
 from taskstate.api.deps import Services
 from taskstate.api.errors import BodyLimitMiddleware, error_responses, install_error_handlers
+from taskstate.auth import RevocationWatch
 from taskstate.bus import EventBus
 from taskstate.config import Settings
 from taskstate.db import open_database
@@ -153,8 +154,11 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
         supervisor = Supervisor(store, registry, settings, worker_id)
         store.on_local_commit(metrics.observe_commit)
         store.on_batch_committed(metrics.observe_batch)
-        services = Services(settings, store, registry, supervisor, sync, metrics)
+        revocations = RevocationWatch(store, settings.token_recheck_seconds)
+        services = Services(settings, store, registry, supervisor, revocations, sync, metrics)
         app.state.services = services
+        if settings.auth == "tokens":
+            revocations.start()
         if settings.run_supervisor:
             await supervisor.start()
         retention = asyncio.create_task(_retention_loop(services))
@@ -168,6 +172,7 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
             with contextlib.suppress(asyncio.CancelledError):
                 await retention
             await supervisor.stop()
+            await revocations.close()
             if sync is not None:
                 await sync.close()
             await store.close()

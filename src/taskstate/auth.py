@@ -8,24 +8,35 @@ Roles are ordered: `viewer` reads, `operator` also starts, cancels, stops,
 answers and retries, `admin` also resets, cleans up, sees workers and
 manages tokens. A non-admin sees and acts on its own tasks only, unless
 TASKSTATE_AUTH_SHARED_TASKS is set.
+
+An HTTP request is checked against the database every time; a WebSocket only
+when it opens, so `RevocationWatch` ends the sockets of a token once it is
+revoked.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
+import logging
 import re
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
+from taskstate.bus import TOKEN_REVOKED, Event
 from taskstate.db import api_tokens, iso, utcnow
 from taskstate.errors import Conflict, NotFound, TaskstateError
 from taskstate.store import Store
 from taskstate.writer import WriteBatch
+
+log = logging.getLogger(__name__)
 
 TOKEN = re.compile(r"ts_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})")
 
@@ -62,6 +73,8 @@ class Principal:
     name: str | None
     role: Role
     sees_all: bool
+    #: The token it authenticated with (None with auth off).
+    token_id: str | None = None
 
     def require(self, role: Role) -> None:
         if self.role.rank < role.rank:
@@ -101,7 +114,7 @@ async def authenticate(store: Store, raw: str | None, *, shared_tasks: bool) -> 
     ):
         raise Unauthorized("the token is unknown or revoked")
     role = Role(row["role"])
-    return Principal(row["name"], role, sees_all=shared_tasks or role is Role.ADMIN)
+    return Principal(row["name"], role, sees_all=shared_tasks or role is Role.ADMIN, token_id=token_id)
 
 
 def bearer(header: str | None) -> str | None:
@@ -155,9 +168,86 @@ async def revoke_token(store: Store, token_id: str) -> dict[str, Any]:
         )
         if row is None:
             raise NotFound(f"no token with id {token_id!r}")
+        # Published once committed; the bus forwards it to the other instances.
+        wb.live_events.append(Event.of({"type": TOKEN_REVOKED, "task_id": "", "token_id": token_id}))
         return token_public(row)
 
     return await store.write(op)
+
+
+class RevocationWatch:
+    """The open WebSockets of each token, ended when the token is revoked.
+
+    `revoke_token` publishes `token_revoked`: sockets on this instance hear it at once, those
+    on other instances through the bus's forwarder (PostgreSQL NOTIFY) within milliseconds.
+    The safety net is a check of every watched token every `recheck_seconds`, one query per
+    instance however many sockets are open: it catches a lost notification, a revocation
+    committed between a socket's authentication and its watch, and `taskstate token revoke`,
+    which writes to the database without a server's bus.
+    """
+
+    def __init__(self, store: Store, recheck_seconds: float) -> None:
+        self._store = store
+        self._recheck_seconds = recheck_seconds
+        self._sessions: dict[str, set[asyncio.Event]] = {}
+        self._checker: asyncio.Task[None] | None = None
+        store.bus.add_listener(self._on_event)
+
+    @contextlib.contextmanager
+    def watch(self, token_id: str | None) -> Iterator[asyncio.Event]:
+        """An event set once `token_id` is revoked (never, for None: auth is off)."""
+        revoked = asyncio.Event()
+        if token_id is None:
+            yield revoked
+            return
+        sessions = self._sessions.setdefault(token_id, set())
+        sessions.add(revoked)
+        try:
+            yield revoked
+        finally:
+            sessions.discard(revoked)
+            if not sessions:
+                self._sessions.pop(token_id, None)
+
+    def revoked(self, token_id: str) -> None:
+        for session in self._sessions.get(token_id, ()):
+            session.set()
+
+    def _on_event(self, event: Event) -> None:
+        if event.type == TOKEN_REVOKED:
+            self.revoked(str(event.payload.get("token_id")))
+
+    async def check(self) -> None:
+        """Revoke, here, every watched token that the database no longer accepts."""
+        watched = list(self._sessions)
+        if not watched:
+            return
+        async with self._store.db.reader.connect() as conn:
+            query = sa.select(api_tokens.c.id).where(
+                api_tokens.c.id.in_(watched), api_tokens.c.revoked_at.is_(None)
+            )
+            valid = set((await conn.execute(query)).scalars())
+        for token_id in set(watched) - valid:
+            self.revoked(token_id)
+
+    def start(self) -> None:
+        if self._checker is None:
+            self._checker = asyncio.create_task(self._check_loop(), name="taskstate-token-recheck")
+
+    async def _check_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._recheck_seconds)
+            try:
+                await self.check()
+            except Exception:
+                log.warning("checking the tokens of open WebSockets failed", exc_info=True)
+
+    async def close(self) -> None:
+        if self._checker is not None:
+            self._checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checker
+            self._checker = None
 
 
 def token_public(row: Any) -> dict[str, Any]:

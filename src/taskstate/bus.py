@@ -17,6 +17,12 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: A token was revoked (`token_id`): its WebSockets must close, on every instance.
+TOKEN_REVOKED = "token_revoked"
+#: Events for listeners and other instances only: not part of the event stream (CONTRACT §3),
+#: so never queued for a subscriber.
+INTERNAL_TYPES = frozenset({TOKEN_REVOKED})
+
 
 @dataclass(slots=True)
 class Event:
@@ -123,5 +129,7 @@ class EventBus:
                     listener(event)
                 except Exception:
                     log.exception("event listener failed")
+        if any(event.type in INTERNAL_TYPES for event in events):
+            events = [event for event in events if event.type not in INTERNAL_TYPES]
         for subscription in list(self._subscriptions):
             subscription.offer(events)

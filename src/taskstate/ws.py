@@ -5,6 +5,10 @@ subscribe to the bus *first*, then read the snapshot or the replay, then
 deliver live events, dropping any transition whose `seq` was already sent.
 Every transition committed before the read is in the read; every one
 committed after it is in the queue; one published late is deduplicated.
+
+A socket opened with a token lives no longer than the token: once it is
+revoked, the socket is sent the `unauthorized` error and closed (1008), as a
+bad token is at the start (auth.RevocationWatch).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from taskstate.api.deps import Services
-from taskstate.auth import ANONYMOUS, Principal, authenticate
+from taskstate.auth import ANONYMOUS, Principal, Unauthorized, authenticate
 from taskstate.bus import Event, Subscription
 from taskstate.errors import TaskstateError
 
@@ -93,26 +97,33 @@ async def events(ws: WebSocket) -> None:
             await ws.close(POLICY_VIOLATION)
             return
     visible = _Visibility(services, principal)
-    subscription = services.store.bus.subscribe(task_id)
-    sender = asyncio.create_task(_send_events(ws, services, subscription, since, task_id, visible))
-    receiver = asyncio.create_task(_drain_client(ws))
-    try:
-        done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-        for finished in done:
-            error = None if finished.cancelled() else finished.exception()
-            if isinstance(error, TimeoutError):
-                log.info("dropped a WebSocket client that stopped reading")
-            elif error is not None and not isinstance(error, WebSocketDisconnect | ConnectionError):
-                log.warning("event stream ended with an error", exc_info=error)
-    finally:
-        subscription.close()
-        for task in (sender, receiver):
-            task.cancel()
-        await asyncio.gather(sender, receiver, return_exceptions=True)
-        if ws.client_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(2):
-                    await ws.close()
+    with services.revocations.watch(principal.token_id) as revoked:
+        subscription = services.store.bus.subscribe(task_id)
+        sender = asyncio.create_task(_send_events(ws, services, subscription, since, task_id, visible))
+        receiver = asyncio.create_task(_drain_client(ws))
+        ender = asyncio.create_task(revoked.wait())
+        try:
+            done, _ = await asyncio.wait({sender, receiver, ender}, return_when=asyncio.FIRST_COMPLETED)
+            for finished in done - {ender}:
+                error = None if finished.cancelled() else finished.exception()
+                if isinstance(error, TimeoutError):
+                    log.info("dropped a WebSocket client that stopped reading")
+                elif error is not None and not isinstance(error, WebSocketDisconnect | ConnectionError):
+                    log.warning("event stream ended with an error", exc_info=error)
+        finally:
+            subscription.close()
+            for task in (sender, receiver, ender):
+                task.cancel()
+            await asyncio.gather(sender, receiver, ender, return_exceptions=True)
+            if ws.client_state == WebSocketState.CONNECTED:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(2):
+                        if revoked.is_set():
+                            refusal = Unauthorized("the token was revoked").to_body() | {"type": "error"}
+                            await ws.send_text(json.dumps(refusal))
+                            await ws.close(POLICY_VIOLATION)
+                        else:
+                            await ws.close()
 
 
 AUTH_WAIT_SECONDS = 5

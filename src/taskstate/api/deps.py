@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from taskstate.auth import ANONYMOUS, Principal, Role, authenticate, bearer
+from taskstate.auth import ANONYMOUS, Principal, RevocationWatch, Role, authenticate, bearer
 from taskstate.config import Settings
 from taskstate.jobs import JobRegistry
 from taskstate.metrics import Metrics
@@ -22,6 +22,7 @@ class Services:
     store: Store
     registry: JobRegistry
     supervisor: Supervisor
+    revocations: RevocationWatch
     sync: PostgresSync | None = None
     metrics: Metrics | None = None
 

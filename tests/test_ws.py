@@ -636,7 +636,7 @@ async def test_garbage_from_clients_does_not_hurt_the_server(
         address = urlsplit(server.base_url)
         reader, writer = await asyncio.open_connection(address.hostname, address.port)
         writer.write(
-            b"GET /api/v2/events HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"GET /api/v2/events HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
         async with asyncio.timeout(RECV_TIMEOUT):

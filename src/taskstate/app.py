@@ -22,6 +22,7 @@ from taskstate import __version__, demo_jobs, logconfig
 from taskstate.api import admin, tasks
 from taskstate.api.deps import Services
 from taskstate.api.errors import BodyLimitMiddleware, error_responses, install_error_handlers
+from taskstate.api.guard import BrowserGuardMiddleware, allowed_hosts
 from taskstate.auth import RevocationWatch
 from taskstate.bus import EventBus
 from taskstate.config import Settings
@@ -184,10 +185,17 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
         summary="The single source of truth for the lifecycle of long-running jobs.",
         description=EVENT_STREAM_DOC,
         lifespan=lifespan,
-        # Any operation can fail unexpectedly; that answer has the error shape too.
-        responses=error_responses(500),
+        # Any operation can fail unexpectedly, and any request can come from a host name or
+        # an origin that is not allowed (api/guard.py); those answers have the error shape too.
+        responses=error_responses(400, 403, 500),
     )
     install_error_handlers(app)
+    # Inside the security headers, so that its refusals carry them too.
+    app.add_middleware(
+        BrowserGuardMiddleware,
+        hosts=allowed_hosts(settings.allowed_hosts, settings.host),
+        origins=settings.cors_origins.split(","),
+    )
     app.add_middleware(SecurityHeadersMiddleware)
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:

@@ -28,6 +28,8 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings()
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
+    # The app answers for the host it is bound to (api/guard.py): tell it the real one.
+    settings = settings.model_copy(update={"host": host, "port": port})
     logconfig.configure(args.log_format, args.log_level)
     if settings.jobs_module:
         # As `python -m` does: TASKSTATE_JOBS=myjobs finds myjobs.py in the working directory,

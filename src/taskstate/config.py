@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     cors_origins: str = Field(
         "", validation_alias=_env("TASKSTATE_CORS_ORIGINS"), description="Comma-separated; empty: CORS off."
     )
+    allowed_hosts: str = Field(
+        "",
+        validation_alias=_env("TASKSTATE_ALLOWED_HOSTS"),
+        description="Comma-separated host names to answer, `*` for any; empty: localhost and the bind host "
+        "(on 0.0.0.0 or ::, this machine's names). IP addresses are always answered.",
+    )
     run_supervisor: bool = Field(True, validation_alias=_env("TASKSTATE_RUN_SUPERVISOR"))
     # uvicorn has no limit of its own on the time a client takes to send a request's headers.
     header_timeout_seconds: float = Field(

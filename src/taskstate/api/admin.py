@@ -31,7 +31,7 @@ router = APIRouter()
 @router.post(
     "/api/v2/admin/reset",
     operation_id="reset",
-    responses=error_responses(401, 403),
+    responses=error_responses(401, 403, 415),
     response_model=ResetResult,
     tags=["admin"],
 )
@@ -86,7 +86,7 @@ async def list_tokens(services: ServicesDep, _admin: AdminDep) -> dict[str, Any]
     operation_id="create_token",
     status_code=201,
     response_model=TokenCreated,
-    responses=error_responses(401, 403, 409, 422),
+    responses=error_responses(401, 403, 409, 415, 422),
     tags=["admin"],
 )
 async def create_token(body: TokenCreate, services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
@@ -99,7 +99,7 @@ async def create_token(body: TokenCreate, services: ServicesDep, _admin: AdminDe
     "/api/v2/tokens/{token_id}/revoke",
     operation_id="revoke_token",
     response_model=TokenPublic,
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(401, 403, 404, 415, 422),
     tags=["admin"],
 )
 async def revoke_token(token_id: str, services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:

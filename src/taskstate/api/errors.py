@@ -29,11 +29,15 @@ _HTTP_CODES = {
 }
 
 _DESCRIPTIONS = {
+    400: "The `Host` header names a host this server does not answer for (`host_not_allowed`): "
+    "see TASKSTATE_ALLOWED_HOSTS.",
     401: "No valid API token (`unauthorized`), when TASKSTATE_AUTH=tokens.",
-    403: "The token's role, or the task's owner, does not allow it (`forbidden`).",
+    403: "The token's role, or the task's owner, does not allow it, or the request comes from "
+    "another origin than this server or TASKSTATE_CORS_ORIGINS (`forbidden`).",
     404: "No such task (or other resource).",
     409: "The transition table does not allow it (`invalid_transition`, with `from` and `to`).",
     413: "The body or the params are over the limit (`payload_too_large`).",
+    415: "The body is not JSON: a body needs `Content-Type: application/json` (`unsupported_media_type`).",
     422: (
         "The request is not valid (`validation_error`, `unknown_task_type`). A JSON body that"
         f" nests arrays and objects deeper than {MAX_JSON_DEPTH} levels is refused as a"

@@ -110,7 +110,7 @@ def new_task(
             "model": TaskPublic,
             "description": "The task first created with this idempotency key.",
         },
-        **error_responses(401, 403, 413, 422),
+        **error_responses(401, 403, 413, 415, 422),
         **IDEMPOTENCY_CONFLICT,
     },
 )
@@ -132,7 +132,7 @@ async def create_task(
     operation_id="create_tasks_batch",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskList,
-    responses={**error_responses(401, 403, 413, 422), **IDEMPOTENCY_CONFLICT},
+    responses={**error_responses(401, 403, 413, 415, 422), **IDEMPOTENCY_CONFLICT},
 )
 async def create_tasks_batch(
     body: TaskBatchCreate, services: ServicesDep, principal: OperatorDep
@@ -214,7 +214,7 @@ async def list_active_tasks(services: ServicesDep, principal: ViewerDep) -> dict
     "/cleanup",
     operation_id="cleanup_tasks",
     response_model=CleanupResult,
-    responses=error_responses(401, 403, 422),
+    responses=error_responses(401, 403, 415, 422),
 )
 async def cleanup_tasks(
     services: ServicesDep, _admin: AdminDep, body: Annotated[CleanupRequest | None, Body()] = None
@@ -255,7 +255,7 @@ async def list_task_transitions(task_id: str, services: ServicesDep, principal: 
     "/{task_id}/cancel",
     operation_id="cancel_task",
     response_model=TaskPublic,
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(401, 403, 404, 409, 415, 422),
 )
 async def cancel_task(task_id: str, services: ServicesDep, principal: OperatorDep) -> dict[str, Any]:
     """Cancel a non-terminal task at once; its job is told, and stopped hard after the grace period.
@@ -274,7 +274,7 @@ async def cancel_task(task_id: str, services: ServicesDep, principal: OperatorDe
     "/{task_id}/stop",
     operation_id="stop_task",
     response_model=TaskPublic,
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(401, 403, 404, 409, 415, 422),
 )
 async def stop_task(task_id: str, services: ServicesDep, principal: OperatorDep) -> dict[str, Any]:
     """Ask a `serving` service job to shut down: `stopping`, then `completed` once it has.
@@ -299,7 +299,7 @@ async def stop_task(task_id: str, services: ServicesDep, principal: OperatorDep)
     "/{task_id}/questions/{question_id}/answer",
     operation_id="answer_question",
     response_model=TaskPublic,
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(401, 403, 404, 409, 415, 422),
 )
 async def answer_question(
     task_id: str, question_id: str, body: AnswerRequest, services: ServicesDep, principal: OperatorDep
@@ -344,7 +344,7 @@ async def list_task_logs(
     operation_id="retry_task",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskPublic,
-    responses=error_responses(401, 403, 404, 409, 422),
+    responses=error_responses(401, 403, 404, 409, 415, 422),
 )
 async def retry_task(task_id: str, services: ServicesDep, principal: OperatorDep) -> dict[str, Any]:
     """A new task with the same type and params as a failed or cancelled one (`retry_of` links them)."""

@@ -4,15 +4,19 @@ never hold up other writes for long."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from taskstate.db import seq_counter, tasks, transitions, utcnow
+from taskstate import sqlite_space
+from taskstate.db import open_database, seq_counter, task_logs, tasks, transitions, utcnow
+from taskstate.migrations import upgrade_to_head
 from taskstate.states import State
 from taskstate.store import NewTask, Store, retention_cutoff
 from tests.conftest import open_store
@@ -132,3 +136,50 @@ async def test_retention_deletes_exactly_the_old_terminal_tasks_without_blocking
     # Measured here: SQLite about 270 ms worst, PostgreSQL 350-610 ms (a PostgreSQL checkpoint can
     # land inside a batch); a second would mean the batches are too big.
     assert worst < 1.0, f"a write waited {worst * 1000:.0f} ms behind the clean-up"
+
+
+async def test_sqlite_gives_the_space_of_deleted_tasks_back(tmp_path: Path) -> None:
+    """After a clean-up, the SQLite file shrinks: freed pages go back to the file system
+    (incremental auto-vacuum), instead of a file as large as it ever was."""
+    path = tmp_path / "taskstate.db"
+    async with open_store(f"sqlite+aiosqlite:///{path}") as store:
+        ids = [str(uuid.uuid4()) for _ in range(100)]
+        line = "x" * 400
+        async with store.db.writer.begin() as conn:
+            await conn.execute(tasks.insert(), [_row(t, "completed", 40) for t in ids])
+            for task_id in ids:
+                rows = [
+                    {"task_id": task_id, "seq": n, "at": utcnow(), "level": "info", "message": line}
+                    for n in range(1, 501)
+                ]
+                await conn.execute(task_logs.insert(), rows)
+        full = _file_size(path)
+        assert full > 20_000_000, f"the test wrote too little to measure: {full} bytes"
+        assert await store.delete_finished_before(retention_cutoff(30)) == len(ids)
+        emptied = _file_size(path)
+        async with store.db.reader.connect() as conn:
+            free = (await conn.exec_driver_sql("PRAGMA freelist_count")).scalar_one()
+    assert free == 0
+    assert emptied < full / 10, f"{full} bytes before the clean-up, {emptied} after"
+
+
+async def test_an_older_sqlite_database_is_converted_to_incremental_vacuum_once(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:  # made as before: no auto-vacuum
+        old.execute("CREATE TABLE leftover (x TEXT)")
+        assert old.execute("PRAGMA auto_vacuum").fetchone() == (0,)
+    db = open_database(f"sqlite+aiosqlite:///{path}")
+    try:
+        await upgrade_to_head(db.writer)
+        assert not await sqlite_space.ensure_incremental(db.writer), "converted twice"
+    finally:
+        await db.dispose()
+    with sqlite3.connect(path) as converted:
+        assert converted.execute("PRAGMA auto_vacuum").fetchone() == (sqlite_space.INCREMENTAL,)
+
+
+def _file_size(path: Path) -> int:
+    """The database file's size once its write-ahead log is folded in."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path.stat().st_size

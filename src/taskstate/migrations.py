@@ -17,6 +17,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from taskstate import sqlite_space
+
 _PACKAGE = Path(__file__).resolve().parent
 
 
@@ -59,6 +61,8 @@ async def upgrade_to_head(engine: AsyncEngine) -> None:
             if postgres:
                 await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
                 await connection.commit()
+    if engine.dialect.name == "sqlite":
+        await sqlite_space.ensure_incremental(engine)
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from taskstate import sqlite_space
 from taskstate.bus import Event, EventBus
 from taskstate.db import (
     ACTIVE_VALUES,
@@ -411,7 +412,8 @@ class Store:
         return await self._writer.submit(op)
 
     async def delete_finished_before(self, cutoff: datetime, *, batch_size: int = 100) -> int:
-        """Delete terminal tasks finished before `cutoff`, with their rows, a batch per transaction."""
+        """Delete terminal tasks finished before `cutoff`, with their rows, a batch per transaction;
+        on SQLite, then give the freed pages back to the file system."""
         deleted = 0
         while True:
 
@@ -436,7 +438,10 @@ class Store:
             count = await self._writer.submit(op)
             deleted += count
             if count < batch_size:
-                return deleted
+                break
+        if deleted and self.db.is_sqlite:
+            await sqlite_space.give_back_free_pages(self.db.writer)
+        return deleted
 
     async def register_worker(self, worker_id: str, *, host: str, pid: int, version: str) -> None:
         now = utcnow()

@@ -110,45 +110,60 @@ async def wait_question(server: LiveServer, task_id: str) -> dict[str, Any]:
 
 
 async def test_ask_answer_complete(server: LiveServer) -> None:
+    """Three jobs ask at once; each gets the answer given to its own question."""
     async with connect(server.ws_url) as ws:
         snapshot = json.loads(await ws.recv())
         assert snapshot["type"] == "snapshot"
-        task = await server.create("demo.ask", params={"question": "Deploy?", "choices": ["yes", "no"]})
-        waiting = await wait_question(server, task["id"])
-        assert waiting["state"] == "running"
-        assert waiting["waiting_for_input"] is True
-        [question] = waiting["pending_questions"]
-        assert (question["question"], question["choices"]) == ("Deploy?", ["yes", "no"])
+        asks = {"Deploy?": "yes", "Roll back?": "no", "Notify?": "yes"}
+        tasks = {}
+        for text in asks:
+            task = await server.create("demo.ask", params={"question": text, "choices": ["yes", "no"]})
+            tasks[text] = task
+        questions = {}
+        for text, task in tasks.items():
+            waiting = await wait_question(server, task["id"])
+            assert waiting["state"] == "running"
+            assert waiting["waiting_for_input"] is True
+            [question] = waiting["pending_questions"]
+            assert (question["question"], question["choices"]) == (text, ["yes", "no"])
+            questions[text] = question
 
         inbox = (await server.client.get("/api/v2/questions")).json()["items"]
-        assert [(q["id"], q["task_id"], q["task_name"]) for q in inbox] == [
-            (question["id"], task["id"], "demo.ask")
-        ]
+        assert sorted((q["id"], q["task_id"], q["task_name"]) for q in inbox) == sorted(
+            (questions[text]["id"], tasks[text]["id"], "demo.ask") for text in asks
+        )
 
-        url = f"/api/v2/tasks/{task['id']}/questions/{question['id']}/answer"
-        wrong = await server.client.post(url, json={"answer": "maybe"})
-        assert wrong.status_code == 422
-        assert wrong.json()["error"] == "validation_error"
-        right = await server.client.post(url, json={"answer": "yes"})
-        assert right.status_code == 200, right.text
-        twice = await server.client.post(url, json={"answer": "no"})
-        assert (twice.status_code, twice.json()["error"]) == (409, "already_answered")
+        for text, answer in asks.items():
+            url = f"/api/v2/tasks/{tasks[text]['id']}/questions/{questions[text]['id']}/answer"
+            wrong = await server.client.post(url, json={"answer": "maybe"})
+            assert wrong.status_code == 422
+            assert wrong.json()["error"] == "validation_error"
+            right = await server.client.post(url, json={"answer": answer})
+            assert right.status_code == 200, right.text
+            twice = await server.client.post(url, json={"answer": "no" if answer == "yes" else "yes"})
+            assert (twice.status_code, twice.json()["error"]) == (409, "already_answered")
 
-        done = await server.wait_for(task["id"])
-        assert done["state"] == "completed"
-        assert done["result"] == {"answer": "yes"}
-        assert done["pending_questions"] == [] and done["waiting_for_input"] is False
+        for text, answer in asks.items():
+            done = await server.wait_for(tasks[text]["id"])
+            assert done["state"] == "completed"
+            assert done["result"] == {"answer": answer}
+            assert done["pending_questions"] == [] and done["waiting_for_input"] is False
         assert (await server.client.get("/api/v2/questions")).json()["items"] == []
 
         seen: list[dict[str, Any]] = []
+        completed: set[str] = set()
         async with asyncio.timeout(10):
-            while not any(m["type"] == "transition" and m["to"] == "completed" for m in seen):
-                seen.append(json.loads(await ws.recv()))
-    asked = [m for m in seen if m["type"] == "question" and m["question"].get("status") == "pending"]
-    assert asked and asked[0]["task_id"] == task["id"]
-    assert asked[0]["question"]["question"] == "Deploy?"
-    answered = [m for m in seen if m["type"] == "question" and m["question"].get("status") == "answered"]
-    assert answered and answered[0]["question"]["answer"] == "yes"
+            while len(completed) < len(asks):
+                seen.append(message := json.loads(await ws.recv()))
+                if message["type"] == "transition" and message["to"] == "completed":
+                    completed.add(message["task_id"])
+    for text, answer in asks.items():
+        task_id = tasks[text]["id"]
+        mine = [m for m in seen if m["type"] == "question" and m["task_id"] == task_id]
+        asked = [m for m in mine if m["question"].get("status") == "pending"]
+        assert asked and asked[0]["question"]["question"] == text
+        answered = [m for m in mine if m["question"].get("status") == "answered"]
+        assert answered and answered[0]["question"]["answer"] == answer
 
 
 async def test_answering_a_question_of_a_finished_task_is_409(server: LiveServer) -> None:
@@ -183,25 +198,30 @@ async def test_a_question_times_out_to_its_default(server: LiveServer) -> None:
 
 
 async def test_logs_are_ordered_paged_and_streamed(server: LiveServer) -> None:
+    """Four jobs log side by side: each task's lines, live and stored, are its own, in order."""
     async with connect(server.ws_url) as ws:
         await ws.recv()
-        task = await server.create("demo.sleep", params={"seconds": 0.2, "steps": 5})
-        await server.wait_for(task["id"], "completed")
-        logs: list[dict[str, Any]] = []
+        ids = [
+            (await server.create("demo.sleep", params={"seconds": 0.2, "steps": 5}))["id"] for _ in range(4)
+        ]
+        for task_id in ids:
+            await server.wait_for(task_id, "completed")
+        logs: dict[str, list[dict[str, Any]]] = {task_id: [] for task_id in ids}
         async with asyncio.timeout(10):
-            while len(logs) < 5:
+            while any(len(lines) < 5 for lines in logs.values()):
                 message = json.loads(await ws.recv())
-                if message["type"] == "log" and message["task_id"] == task["id"]:
-                    logs.append(message)
-    assert [m["seq"] for m in logs] == [1, 2, 3, 4, 5]
-    assert logs[0]["message"] == "step 1 of 5"
-    all_lines = (await server.client.get(f"/api/v2/tasks/{task['id']}/logs")).json()
-    assert [x["seq"] for x in all_lines["items"]] == [1, 2, 3, 4, 5]
-    assert all_lines["next_after"] == 5
-    later = (await server.client.get(f"/api/v2/tasks/{task['id']}/logs?after=3")).json()["items"]
-    assert [x["message"] for x in later] == ["step 4 of 5", "step 5 of 5"]
-    assert (await server.get(task["id"]))["log_lines"] == 5
-    bad = await server.client.get(f"/api/v2/tasks/{task['id']}/logs?after=-1")
+                if message["type"] == "log":
+                    logs[message["task_id"]].append(message)
+    for task_id in ids:
+        assert [m["seq"] for m in logs[task_id]] == [1, 2, 3, 4, 5]
+        assert logs[task_id][0]["message"] == "step 1 of 5"
+        all_lines = (await server.client.get(f"/api/v2/tasks/{task_id}/logs")).json()
+        assert [x["seq"] for x in all_lines["items"]] == [1, 2, 3, 4, 5]
+        assert all_lines["next_after"] == 5
+        later = (await server.client.get(f"/api/v2/tasks/{task_id}/logs?after=3")).json()["items"]
+        assert [x["message"] for x in later] == ["step 4 of 5", "step 5 of 5"]
+        assert (await server.get(task_id))["log_lines"] == 5
+    bad = await server.client.get(f"/api/v2/tasks/{ids[0]}/logs?after=-1")
     assert bad.status_code == 422
     missing = await server.client.get("/api/v2/tasks/00000000-0000-4000-8000-000000000000/logs")
     assert missing.status_code == 404

@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -563,6 +564,28 @@ async def test_watch_reconnects_with_since_and_misses_nothing(tmp_path: Path) ->
         first_path = [e["to"] for e in printed if e.get("task_id") == first_id and e["type"] == "transition"]
         assert "orphaned" in first_path and first_path[-1] == "cancelled"
         assert await watch.stop(signal.SIGINT) == 130
+    finally:
+        if watch is not None and watch.process.returncode is None:
+            watch.process.kill()
+            await watch.process.wait()
+        server.stop_quietly()
+
+
+async def test_ctrl_c_stops_watch_at_once_even_while_it_reconnects(tmp_path: Path) -> None:
+    """The server is gone and `watch` keeps trying to reconnect: one Ctrl-C still ends it
+    with 130, at once (the flake of issue 12, item 11, ended a watch that did not stop)."""
+    server = ServerProcess(f"sqlite+aiosqlite:///{tmp_path / 'watch.db'}", tmp_path)
+    await server.start()
+    watch: Streaming | None = None
+    try:
+        watch = await start_streaming("watch", "--json", "--reconnect-for", "60", url=server.url)
+        assert json.loads(await watch.next_line())["type"] == "snapshot"
+        await server.kill()
+        for pause in (0.3, 0.7, 1.1):  # at several points of the reconnect loop's back-off
+            await asyncio.sleep(pause)
+        started = time.monotonic()
+        assert await watch.stop(signal.SIGINT, within=5) == 130
+        assert time.monotonic() - started < 3
     finally:
         if watch is not None and watch.process.returncode is None:
             watch.process.kill()

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -519,6 +520,7 @@ class Watcher:
         self.tty = self.out.isatty() and not self.json_lines
         self.last_seq: int | None = None
         self.final: Json | None = None
+        self.interrupted = False
         self.names: dict[str, str] = {}
         self.bar_shown = False
 
@@ -549,9 +551,38 @@ class Watcher:
 
     def run(self) -> Json | None:
         try:
-            return asyncio.run(self._follow())
+            return asyncio.run(self._follow_until_interrupted())
         finally:
             self._end_bar()
+
+    async def _follow_until_interrupted(self) -> Json | None:
+        """`_follow`, ended by Ctrl-C (SIGINT) however busy it is.
+
+        asyncio.run's own handler only cancels the main task once, and a cancellation that
+        lands while a connection attempt times out can be taken for that timeout (Python
+        3.11's `asyncio.timeout`), leaving the watcher reconnecting after the user asked it
+        to stop. The flag set here is checked at every turn of the reconnect loop too.
+        """
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        assert main is not None
+
+        def interrupt() -> None:
+            self.interrupted = True
+            main.cancel()
+
+        try:
+            loop.add_signal_handler(signal.SIGINT, interrupt)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
+            return await self._follow()
+        try:
+            return await self._follow()
+        except asyncio.CancelledError:
+            if self.interrupted:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
 
     async def _follow(self) -> Json | None:
         from websockets.asyncio.client import connect
@@ -560,6 +591,8 @@ class Watcher:
         failing_since: float | None = None
         delay = 0.2
         while True:
+            if self.interrupted:
+                raise KeyboardInterrupt
             query: dict[str, str] = {}
             if self.task_id is not None:
                 query["task_id"] = self.task_id
@@ -571,6 +604,8 @@ class Watcher:
                     url,
                     additional_headers=self.api.ws_headers(),
                     open_timeout=10,
+                    # On the way out (Ctrl-C), wait for the server's close frame only briefly.
+                    close_timeout=2,
                     max_size=16 * 1024 * 1024,
                 ) as ws:
                     if failing_since is not None:

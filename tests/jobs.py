@@ -170,7 +170,7 @@ def register(registry: JobRegistry) -> None:
         for step in range(1, params.steps + 1):
             await ctx.sleep(params.delay)
             note("step", step)
-            ctx.log(f"run {ctx.attempt}.{os.getpid()} step {step}")
+            ctx.log(f"attempt {ctx.attempt} step {step}")
             ctx.progress(100 * step / params.steps, f"step {step}", items_processed=step)
         note("end", params.steps)
         return params.steps

@@ -20,7 +20,7 @@ from websockets.asyncio.client import connect
 from tests.conftest import live_server, make_settings
 from tests.processes import ServerProcess
 
-REQUEST = b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"
+REQUEST = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
 async def closed_after(
@@ -49,7 +49,7 @@ async def closed_after(
             if kind == "next":
                 writer.write(b"GET /healthz HTTP/1.1\r\nHo")
         elif kind == "trickle":
-            for byte in b"GET /healthz HTTP/1.1\r\nHost: test\r\nX-Slow: " + b"x" * 10_000:
+            for byte in b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"x" * 10_000:
                 writer.write(bytes([byte]))
                 await writer.drain()
                 await asyncio.sleep(0.2)

@@ -107,6 +107,18 @@ async def _nothing(ctx: JobContext, params: Any) -> None:
     return None
 
 
+async def wait_for_gate(ctx: JobContext, gate: str) -> None:
+    """Until the test opens `gate`; raises `JobCancelled` if the task is cancelled first."""
+    waiter = asyncio.ensure_future(GATES[gate].wait())
+    cancelled = asyncio.ensure_future(ctx.cancelled.wait())
+    try:
+        await asyncio.wait({waiter, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        cancelled.cancel()
+    ctx.raise_if_cancelled()
+
+
 class Journal:
     """Appends what a job does to a file the service knows nothing of (one line per write:
     atomic with O_APPEND, whichever process writes)."""
@@ -130,14 +142,7 @@ def register(registry: JobRegistry) -> None:
     @registry.job("test.gate", params=GateParams)
     async def gate(ctx: JobContext, params: GateParams) -> str:
         """Waits (cancellably) until the test opens its gate."""
-        waiter = asyncio.ensure_future(GATES[params.gate].wait())
-        cancelled = asyncio.ensure_future(ctx.cancelled.wait())
-        try:
-            await asyncio.wait({waiter, cancelled}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-            cancelled.cancel()
-        ctx.raise_if_cancelled()
+        await wait_for_gate(ctx, params.gate)
         return params.gate
 
     @registry.job("test.report", params=ReportParams)
@@ -146,14 +151,7 @@ def register(registry: JobRegistry) -> None:
         for i in range(1, params.lines + 1):
             ctx.log(f"{ctx.task_id} line {i}")
         ctx.progress(params.progress, f"at {params.progress:g}", items_processed=params.lines)
-        waiter = asyncio.ensure_future(GATES[params.gate].wait())
-        cancelled = asyncio.ensure_future(ctx.cancelled.wait())
-        try:
-            await asyncio.wait({waiter, cancelled}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-            cancelled.cancel()
-        ctx.raise_if_cancelled()
+        await wait_for_gate(ctx, params.gate)
         return params.lines
 
     @registry.job("test.journal", params=JournalParams)

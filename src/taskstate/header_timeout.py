@@ -71,11 +71,15 @@ def _headers_too_slow(protocol: Any) -> None:
     transport.close()
 
 
-class H11HeaderTimeout(H11Protocol):
-    """h11's protocol with the header deadline.
+#: The mixin's base, typed loosely: it sits before one of uvicorn's protocol classes.
+_Protocol: Any = object
 
-    h11 parses inside `handle_events`: after it, the peer's state says where the request
-    stands (IDLE: no complete request line and headers yet).
+
+class _HeaderDeadline(_Protocol):  # type: ignore[misc]
+    """The deadline's life on a connection: armed when it opens, dropped when it closes.
+
+    Mixed in before uvicorn's protocol class; each subclass disarms it where its parser
+    says the headers are complete.
     """
 
     header_timeout: ClassVar[float] = DEFAULT_HEADER_TIMEOUT
@@ -84,13 +88,24 @@ class H11HeaderTimeout(H11Protocol):
         super().__init__(*args, **kwargs)
         self._header_deadline = _Deadline(self.loop, self.header_timeout, self._headers_too_slow)
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._header_deadline.arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._header_deadline.disarm()
         super().connection_lost(exc)
+
+    def _headers_too_slow(self) -> None:
+        _headers_too_slow(self)
+
+
+class H11HeaderTimeout(_HeaderDeadline, H11Protocol):
+    """h11's protocol with the header deadline.
+
+    h11 parses inside `handle_events`: after it, the peer's state says where the request
+    stands (IDLE: no complete request line and headers yet).
+    """
 
     def handle_events(self) -> None:
         super().handle_events()
@@ -104,9 +119,6 @@ class H11HeaderTimeout(H11Protocol):
         self._header_deadline.disarm()
         super().handle_websocket_upgrade(event)
 
-    def _headers_too_slow(self) -> None:
-        _headers_too_slow(self)
-
 
 def _httptools_class() -> type[asyncio.Protocol] | None:
     try:
@@ -114,26 +126,12 @@ def _httptools_class() -> type[asyncio.Protocol] | None:
     except ImportError:  # pragma: no cover - httptools is a dependency of uvicorn[standard]
         return None
 
-    class HttpToolsHeaderTimeout(HttpToolsProtocol):
+    class HttpToolsHeaderTimeout(_HeaderDeadline, HttpToolsProtocol):
         """httptools' protocol with the header deadline.
 
         The parser calls `on_message_begin` at a request's first byte and
         `on_headers_complete` once its headers are in.
         """
-
-        header_timeout: ClassVar[float] = DEFAULT_HEADER_TIMEOUT
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._header_deadline = _Deadline(self.loop, self.header_timeout, self._headers_too_slow)
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._header_deadline.arm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._header_deadline.disarm()
-            super().connection_lost(exc)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -146,9 +144,6 @@ def _httptools_class() -> type[asyncio.Protocol] | None:
         def handle_websocket_upgrade(self) -> None:
             self._header_deadline.disarm()
             super().handle_websocket_upgrade()
-
-        def _headers_too_slow(self) -> None:
-            _headers_too_slow(self)
 
     return HttpToolsHeaderTimeout
 

@@ -19,14 +19,14 @@ import uvicorn
 from fastapi import FastAPI
 
 from taskstate.app import create_app
-from taskstate.bus import EventBus
 from taskstate.config import Settings
-from taskstate.db import open_database
-from taskstate.demo_jobs import register as register_demo_jobs
-from taskstate.header_timeout import header_timeout_protocol
-from taskstate.jobs import JobRegistry
-from taskstate.migrations import upgrade_to_head
-from taskstate.store import Store
+from taskstate.core.bus import EventBus
+from taskstate.core.db import open_database
+from taskstate.core.migrations import upgrade_to_head
+from taskstate.core.store import Store
+from taskstate.runtime.demo_jobs import register as register_demo_jobs
+from taskstate.runtime.jobs import JobRegistry
+from taskstate.web.header_timeout import header_timeout_protocol
 from tests import jobs as test_jobs
 
 PG_ADMIN_DSN = os.environ.get("TASKSTATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

@@ -14,8 +14,8 @@ import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 
-from taskstate.db import transitions as transitions_table
-from taskstate.nesting import MAX_JSON_DEPTH
+from taskstate.core.db import transitions as transitions_table
+from taskstate.core.nesting import MAX_JSON_DEPTH
 from tests.conftest import (
     PG_ADMIN_DSN,
     REQUIRE_PG,

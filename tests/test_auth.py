@@ -14,8 +14,8 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from taskstate import auth
-from taskstate.store import NewTask
+from taskstate.core.store import NewTask
+from taskstate.web import auth
 from tests.conftest import LiveServer, live_server, make_settings
 
 ZERO = "00000000-0000-4000-8000-000000000000"

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from taskstate.nesting import MAX_JSON_DEPTH
+from taskstate.core.nesting import MAX_JSON_DEPTH
 from tests.conftest import (
     PG_ADMIN_DSN,
     REQUIRE_PG,

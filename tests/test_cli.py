@@ -27,9 +27,9 @@ import httpx
 import pytest
 import websockets
 
-from taskstate import auth
-from taskstate.db import open_database
-from taskstate.migrations import current_revision, head_revision
+from taskstate.core.db import open_database
+from taskstate.core.migrations import current_revision, head_revision
+from taskstate.web import auth
 from tests.conftest import LiveServer, live_server, make_settings
 from tests.processes import REPO, ServerProcess, free_port
 

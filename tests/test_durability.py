@@ -12,9 +12,9 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
-from taskstate.db import transitions
-from taskstate.states import State
-from taskstate.store import NewTask, Store
+from taskstate.core.db import transitions
+from taskstate.core.states import State
+from taskstate.core.store import NewTask, Store
 from tests.conftest import PG_ADMIN_DSN, live_server, make_settings, open_store
 
 pytestmark = pytest.mark.timeout(180)

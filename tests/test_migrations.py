@@ -7,8 +7,8 @@ from alembic import command
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from taskstate.db import open_database, tasks, utcnow
-from taskstate.migrations import alembic_config
+from taskstate.core.db import open_database, tasks, utcnow
+from taskstate.core.migrations import alembic_config
 
 
 def _row(task_id: str, key: str | None, owner: str | None) -> dict[str, object]:

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 from websockets.asyncio.client import connect
 
-from taskstate import auth
 from taskstate.logconfig import JsonFormatter, TextFormatter
+from taskstate.web import auth
 from tests.conftest import LiveServer, live_server, make_settings, open_store
 from tests.processes import ServerProcess
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from taskstate.bus import EventBus
-from taskstate.db import open_database
-from taskstate.migrations import upgrade_to_head
-from taskstate.store import NewTask, Store
+from taskstate.core.bus import EventBus
+from taskstate.core.db import open_database
+from taskstate.core.migrations import upgrade_to_head
+from taskstate.core.store import NewTask, Store
 from tests import jobs as test_jobs
 from tests.conftest import LiveServer, live_server, make_settings
 from tests.test_state_machine import assert_seqs_gap_free, assert_valid_paths, read_all

@@ -22,8 +22,8 @@ from types import ModuleType
 
 import httpx
 
-from taskstate.demo_jobs import register as register_demo_jobs
-from taskstate.jobs import JobRegistry
+from taskstate.runtime.demo_jobs import register as register_demo_jobs
+from taskstate.runtime.jobs import JobRegistry
 from tests.conftest import live_server, make_settings
 from tests.processes import free_port
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from taskstate import sqlite_space
-from taskstate.db import open_database, seq_counter, task_logs, tasks, transitions, utcnow
-from taskstate.migrations import upgrade_to_head
-from taskstate.states import State
-from taskstate.store import NewTask, Store, retention_cutoff
+from taskstate.core import sqlite_space
+from taskstate.core.db import open_database, seq_counter, task_logs, tasks, transitions, utcnow
+from taskstate.core.migrations import upgrade_to_head
+from taskstate.core.states import State
+from taskstate.core.store import NewTask, Store, retention_cutoff
 from tests.conftest import open_store
 
 pytestmark = pytest.mark.timeout(300)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from taskstate.states import TRANSITIONS, State
+from taskstate.core.states import TRANSITIONS, State
 from tests.conftest import PG_ADMIN_DSN
 from tests.processes import ServerProcess
 

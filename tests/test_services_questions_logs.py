@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from taskstate.db import utcnow
+from taskstate.core.db import utcnow
 from tests.conftest import LiveServer, live_server, make_settings
 
 

@@ -35,7 +35,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from taskstate.states import TERMINAL_STATES, can_transition
+from taskstate.core.states import TERMINAL_STATES, can_transition
 from tests.conftest import PG_ADMIN_DSN
 from tests.processes import ServerProcess
 

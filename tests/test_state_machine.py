@@ -38,12 +38,12 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from taskstate.bus import EventBus, Subscription
-from taskstate.db import Database, open_database
-from taskstate.errors import InvalidTransition, NotFound
-from taskstate.migrations import upgrade_to_head
-from taskstate.states import State
-from taskstate.store import Guard, NewTask, Outcome, Store, TransitionResult, _group_transition_statement
+from taskstate.core.bus import EventBus, Subscription
+from taskstate.core.db import Database, open_database
+from taskstate.core.errors import InvalidTransition, NotFound
+from taskstate.core.migrations import upgrade_to_head
+from taskstate.core.states import State
+from taskstate.core.store import Guard, NewTask, Outcome, Store, TransitionResult, _group_transition_statement
 from tests.conftest import fresh_pg_database
 from tests.test_states import CONTRACT_STATES, CONTRACT_TABLE, CONTRACT_TERMINAL
 

@@ -10,8 +10,8 @@ import itertools
 
 import pytest
 
-from taskstate.errors import InvalidTransition
-from taskstate.states import State, can_transition, check_transition, is_terminal
+from taskstate.core.errors import InvalidTransition
+from taskstate.core.states import State, can_transition, check_transition, is_terminal
 
 #: CONTRACT §1, "States and the transition table", row by row.
 CONTRACT_STATES = [

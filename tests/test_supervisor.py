@@ -10,8 +10,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from taskstate.db import tasks, utcnow, workers
-from taskstate.nesting import MAX_JSON_DEPTH
+from taskstate.core.db import tasks, utcnow, workers
+from taskstate.core.nesting import MAX_JSON_DEPTH
 from tests import jobs as test_jobs
 from tests.conftest import LiveServer, live_server, make_settings
 

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from taskstate.db import transitions as transitions_table
+from taskstate.core.db import transitions as transitions_table
 from tests import jobs as test_jobs
 from tests.conftest import LiveServer, live_server, make_settings
 
@@ -572,7 +572,7 @@ def trouble(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [
         f"{r.name}: {r.getMessage()}"
         for r in caplog.records
-        if r.levelno >= logging.ERROR or r.name.startswith("taskstate.ws")
+        if r.levelno >= logging.ERROR or r.name.startswith("taskstate.web.events")
     ]
 
 

@@ -18,24 +18,25 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskstate import __version__, demo_jobs, logconfig
-from taskstate.api import admin, tasks
-from taskstate.api.deps import Services
-from taskstate.api.errors import BodyLimitMiddleware, error_responses, install_error_handlers
-from taskstate.api.guard import BrowserGuardMiddleware, allowed_hosts
-from taskstate.auth import RevocationWatch
-from taskstate.bus import EventBus
+from taskstate import __version__, logconfig
 from taskstate.config import Settings
-from taskstate.db import open_database
-from taskstate.jobs import JobLogHandler, JobRegistry
-from taskstate.metrics import Metrics
-from taskstate.migrations import upgrade_to_head
-from taskstate.pgsync import PostgresSync
-from taskstate.runner import new_worker_id
-from taskstate.store import NOTIFY_CHANNEL, Store, retention_cutoff
-from taskstate.supervisor import Supervisor
-from taskstate.ws import EVENT_STREAM_DOC
-from taskstate.ws import router as ws_router
+from taskstate.core.bus import EventBus
+from taskstate.core.db import open_database
+from taskstate.core.migrations import upgrade_to_head
+from taskstate.core.pgsync import PostgresSync
+from taskstate.core.store import NOTIFY_CHANNEL, Store, retention_cutoff
+from taskstate.runtime import demo_jobs
+from taskstate.runtime.jobs import JobLogHandler, JobRegistry
+from taskstate.runtime.runner import new_worker_id
+from taskstate.runtime.supervisor import Supervisor
+from taskstate.web import admin, tasks
+from taskstate.web.auth import RevocationWatch
+from taskstate.web.deps import Services
+from taskstate.web.error_responses import BodyLimitMiddleware, error_responses, install_error_handlers
+from taskstate.web.events import EVENT_STREAM_DOC
+from taskstate.web.events import router as ws_router
+from taskstate.web.guard import BrowserGuardMiddleware, allowed_hosts
+from taskstate.web.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

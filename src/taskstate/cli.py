@@ -20,8 +20,8 @@ def _serve(args: argparse.Namespace) -> int:
     from taskstate import logconfig
     from taskstate.app import create_app
     from taskstate.config import Settings
-    from taskstate.header_timeout import header_timeout_protocol
-    from taskstate.jobs import JobsModuleError
+    from taskstate.runtime.jobs import JobsModuleError
+    from taskstate.web.header_timeout import header_timeout_protocol
 
     if args.database_url:
         os.environ["DATABASE_URL"] = args.database_url
@@ -66,8 +66,8 @@ def _put_working_directory_on_path() -> None:
 
 def _migrate(args: argparse.Namespace) -> int:
     from taskstate.config import Settings
-    from taskstate.db import open_database
-    from taskstate.migrations import head_revision, upgrade_to_head
+    from taskstate.core.db import open_database
+    from taskstate.core.migrations import head_revision, upgrade_to_head
 
     url = args.database_url or Settings().database_url
 

@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 import httpx
 
-from taskstate.states import TERMINAL_STATES, State
+from taskstate.core.states import TERMINAL_STATES, State
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 

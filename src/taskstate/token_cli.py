@@ -12,13 +12,13 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from taskstate import auth
-from taskstate.bus import EventBus
 from taskstate.config import Settings
-from taskstate.db import open_database
-from taskstate.errors import TaskstateError
-from taskstate.migrations import upgrade_to_head
-from taskstate.store import Store
+from taskstate.core.bus import EventBus
+from taskstate.core.db import open_database
+from taskstate.core.errors import TaskstateError
+from taskstate.core.migrations import upgrade_to_head
+from taskstate.core.store import Store
+from taskstate.web import auth
 
 
 def _with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[Any]]) -> Any:

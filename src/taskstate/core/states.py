@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Final
 
-from taskstate.errors import InvalidTransition
+from taskstate.core.errors import InvalidTransition
 
 __all__ = [
     "ACTIVE_STATES",

@@ -10,11 +10,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response, status
 
-from taskstate import questions, tasklog
-from taskstate.api.deps import AdminDep, OperatorDep, ServicesDep, ViewerDep
-from taskstate.api.errors import error_responses
-from taskstate.auth import Principal
-from taskstate.errors import (
+from taskstate.core import questions, tasklog
+from taskstate.core.errors import (
     IdempotencyConflict,
     InvalidTransition,
     NotFound,
@@ -22,7 +19,12 @@ from taskstate.errors import (
     TaskstateError,
     ValidationFailed,
 )
-from taskstate.schemas import (
+from taskstate.core.states import State, is_terminal
+from taskstate.core.store import HistoryFilter, NewTask, Outcome, retention_cutoff
+from taskstate.web.auth import Principal
+from taskstate.web.deps import AdminDep, OperatorDep, ServicesDep, ViewerDep
+from taskstate.web.error_responses import error_responses
+from taskstate.web.schemas import (
     MAX_PAGE,
     NO_NUL,
     ActiveTaskList,
@@ -38,8 +40,6 @@ from taskstate.schemas import (
     TransitionList,
     Trigger,
 )
-from taskstate.states import State, is_terminal
-from taskstate.store import HistoryFilter, NewTask, Outcome, retention_cutoff
 
 router = APIRouter(prefix="/api/v2/tasks", tags=["tasks"])
 

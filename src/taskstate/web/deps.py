@@ -7,13 +7,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from taskstate.auth import ANONYMOUS, Principal, RevocationWatch, Role, authenticate, bearer
 from taskstate.config import Settings
-from taskstate.jobs import JobRegistry
-from taskstate.metrics import Metrics
-from taskstate.pgsync import PostgresSync
-from taskstate.store import Store
-from taskstate.supervisor import Supervisor
+from taskstate.core.pgsync import PostgresSync
+from taskstate.core.store import Store
+from taskstate.runtime.jobs import JobRegistry
+from taskstate.runtime.supervisor import Supervisor
+from taskstate.web.auth import ANONYMOUS, Principal, RevocationWatch, Role, authenticate, bearer
+from taskstate.web.metrics import Metrics
 
 
 @dataclass

@@ -16,12 +16,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from taskstate.bus import Event
-from taskstate.db import iso, questions, tasks, utcnow
-from taskstate.errors import Conflict, NotFound, ValidationFailed
-from taskstate.states import is_terminal
-from taskstate.store import Guard, Store
-from taskstate.writer import WriteBatch
+from taskstate.core.bus import Event
+from taskstate.core.db import iso, questions, tasks, utcnow
+from taskstate.core.errors import Conflict, NotFound, ValidationFailed
+from taskstate.core.states import is_terminal
+from taskstate.core.store import Guard, Store
+from taskstate.core.writer import WriteBatch
 
 
 class AlreadyAnswered(Conflict):

@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from taskstate.states import TERMINAL_STATES, State
+from taskstate.core.states import TERMINAL_STATES, State
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):

@@ -17,9 +17,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from taskstate import sqlite_space
+from taskstate.core import sqlite_space
 
-_PACKAGE = Path(__file__).resolve().parent
+#: The taskstate package (this module sits in its `core`).
+_PACKAGE = Path(__file__).resolve().parent.parent
 
 
 def _script_location() -> Path:

@@ -24,16 +24,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from taskstate import __version__
-from taskstate.bus import Event
 from taskstate.config import Settings
-from taskstate.db import utcnow
-from taskstate.jobs import JobRegistry
-from taskstate.lease import Lease
-from taskstate.output import PendingOutput, store_outputs
-from taskstate.runner import LIVE_PROGRESS_INTERVAL, RunnerEnv, RunningJob, new_worker_id, system_info
-from taskstate.states import State, is_terminal
-from taskstate.store import Store
-from taskstate.writer import TransitionRecord
+from taskstate.core.bus import Event
+from taskstate.core.db import utcnow
+from taskstate.core.states import State, is_terminal
+from taskstate.core.store import Store
+from taskstate.core.writer import TransitionRecord
+from taskstate.runtime.jobs import JobRegistry
+from taskstate.runtime.lease import Lease
+from taskstate.runtime.output import PendingOutput, store_outputs
+from taskstate.runtime.runner import LIVE_PROGRESS_INTERVAL, RunnerEnv, RunningJob, new_worker_id, system_info
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from taskstate.db import task_logs, tasks
-from taskstate.states import is_terminal
-from taskstate.writer import WriteBatch
+from taskstate.core.db import task_logs, tasks
+from taskstate.core.states import is_terminal
+from taskstate.core.writer import WriteBatch
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 MAX_LOG_MESSAGE = 8192

@@ -13,9 +13,9 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskstate.errors import PayloadTooLarge, ServiceUnavailable, TaskstateError
-from taskstate.nesting import MAX_JSON_DEPTH, text_depth, too_deep_message
-from taskstate.schemas import ErrorBody
+from taskstate.core.errors import PayloadTooLarge, ServiceUnavailable, TaskstateError
+from taskstate.core.nesting import MAX_JSON_DEPTH, text_depth, too_deep_message
+from taskstate.web.schemas import ErrorBody
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskstate.jobs import JobContext, JobRegistry, NoParams
-from taskstate.schemas import TaskKind
+from taskstate.runtime.jobs import JobContext, JobRegistry, NoParams, TaskKind
 
 
 class SleepParams(BaseModel):

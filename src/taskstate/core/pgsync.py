@@ -29,8 +29,8 @@ from typing import Any
 import asyncpg
 from sqlalchemy import make_url
 
-from taskstate.bus import Event, EventBus
-from taskstate.feed import TransitionFeed
+from taskstate.core.bus import Event, EventBus
+from taskstate.core.feed import TransitionFeed
 
 log = logging.getLogger(__name__)
 

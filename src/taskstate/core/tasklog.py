@@ -11,9 +11,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from taskstate.db import iso, task_logs, tasks
-from taskstate.errors import NotFound
-from taskstate.store import Store
+from taskstate.core.db import iso, task_logs, tasks
+from taskstate.core.errors import NotFound
+from taskstate.core.store import Store
 
 
 async def read(store: Store, task_id: str, *, after: int, limit: int) -> list[dict[str, Any]]:

@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.types import Strict
 
-from taskstate.states import State
+from taskstate.core.states import State
+from taskstate.runtime.jobs import TaskKind
 
 StrictInt = Annotated[int, Strict()]
 #: No U+0000: PostgreSQL cannot store it in text.
@@ -32,11 +33,6 @@ class Trigger(StrEnum):
     MANUAL = "manual"  #: a person, from the UI or the CLI
     API = "api"  #: a program, through the API
     SCHEDULED = "scheduled"  #: a scheduler
-
-
-class TaskKind(StrEnum):
-    BATCH = "batch"  #: runs to completion
-    SERVICE = "service"  #: stays up (`serving`) until stopped
 
 
 class TaskCreate(BaseModel):

@@ -30,11 +30,11 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
-from taskstate.bus import TOKEN_REVOKED, Event
-from taskstate.db import api_tokens, iso, utcnow
-from taskstate.errors import Conflict, NotFound, TaskstateError
-from taskstate.store import Store
-from taskstate.writer import WriteBatch
+from taskstate.core.bus import TOKEN_REVOKED, Event
+from taskstate.core.db import api_tokens, iso, utcnow
+from taskstate.core.errors import Conflict, NotFound, TaskstateError
+from taskstate.core.store import Store
+from taskstate.core.writer import WriteBatch
 
 log = logging.getLogger(__name__)
 

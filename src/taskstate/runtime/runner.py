@@ -31,18 +31,26 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from taskstate import __version__, questions
-from taskstate.bus import Event
+from taskstate import __version__
 from taskstate.config import Settings
-from taskstate.db import iso, utcnow
-from taskstate.errors import TaskstateError
-from taskstate.jobs import CheckpointTooLarge, JobCancelled, JobContext, JobRegistry, JobSpec, current_context
-from taskstate.lease import Lease
-from taskstate.nesting import too_deep, too_deep_message
-from taskstate.output import JobOutput, PendingOutput, ProgressUpdate, store_outputs
-from taskstate.schemas import TaskKind
-from taskstate.states import State, is_terminal
-from taskstate.store import Guard, Outcome, Store, TransitionResult
+from taskstate.core import questions
+from taskstate.core.bus import Event
+from taskstate.core.db import iso, utcnow
+from taskstate.core.errors import TaskstateError
+from taskstate.core.nesting import too_deep, too_deep_message
+from taskstate.core.states import State, is_terminal
+from taskstate.core.store import Guard, Outcome, Store, TransitionResult
+from taskstate.runtime.jobs import (
+    CheckpointTooLarge,
+    JobCancelled,
+    JobContext,
+    JobRegistry,
+    JobSpec,
+    TaskKind,
+    current_context,
+)
+from taskstate.runtime.lease import Lease
+from taskstate.runtime.output import JobOutput, PendingOutput, ProgressUpdate, store_outputs
 
 log = logging.getLogger(__name__)
 

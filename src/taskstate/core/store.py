@@ -28,9 +28,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from taskstate import sqlite_space
-from taskstate.bus import Event, EventBus
-from taskstate.db import (
+from taskstate.core import sqlite_space
+from taskstate.core.bus import Event, EventBus
+from taskstate.core.db import (
     ACTIVE_VALUES,
     TERMINAL_VALUES,
     Database,
@@ -43,16 +43,16 @@ from taskstate.db import (
     utcnow,
     workers,
 )
-from taskstate.errors import (
+from taskstate.core.errors import (
     IdempotencyConflict,
     InvalidTransition,
     NotFound,
     TaskstateError,
     ValidationFailed,
 )
-from taskstate.feed import TransitionFeed
-from taskstate.states import HELD_STATES, State, can_transition, check_transition, is_terminal
-from taskstate.writer import GroupableOp, TransitionRecord, WriteBatch, Writer
+from taskstate.core.feed import TransitionFeed
+from taskstate.core.states import HELD_STATES, State, can_transition, check_transition, is_terminal
+from taskstate.core.writer import GroupableOp, TransitionRecord, WriteBatch, Writer
 
 log = logging.getLogger(__name__)
 

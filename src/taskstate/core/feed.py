@@ -17,8 +17,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from taskstate.bus import Event, EventBus
-from taskstate.writer import TransitionRecord
+from taskstate.core.bus import Event, EventBus
+from taskstate.core.writer import TransitionRecord
 
 log = logging.getLogger(__name__)
 

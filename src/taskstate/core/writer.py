@@ -23,9 +23,9 @@ from typing import Any, Generic, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from taskstate.bus import Event, EventBus
-from taskstate.db import is_closed, seq_counter, transitions
-from taskstate.errors import TaskstateError
+from taskstate.core.bus import Event, EventBus
+from taskstate.core.db import is_closed, seq_counter, transitions
+from taskstate.core.errors import TaskstateError
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from taskstate.db import tasks, utcnow
-from taskstate.states import State, is_terminal
-from taskstate.writer import TransitionRecord
+from taskstate.core.db import tasks, utcnow
+from taskstate.core.states import State, is_terminal
+from taskstate.core.writer import TransitionRecord
 
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)

@@ -8,11 +8,13 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from taskstate import __version__, auth, questions
-from taskstate.api.deps import AdminDep, ServicesDep, ViewerDep
-from taskstate.api.errors import error_responses
-from taskstate.migrations import current_revision, head_revision
-from taskstate.schemas import (
+from taskstate import __version__
+from taskstate.core import questions
+from taskstate.core.migrations import current_revision, head_revision
+from taskstate.web import auth
+from taskstate.web.deps import AdminDep, ServicesDep, ViewerDep
+from taskstate.web.error_responses import error_responses
+from taskstate.web.schemas import (
     ClientConfig,
     HealthStatus,
     QuestionList,

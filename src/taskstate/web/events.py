@@ -24,10 +24,10 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from taskstate.api.deps import Services
-from taskstate.auth import ANONYMOUS, Principal, Unauthorized, authenticate
-from taskstate.bus import Event, Subscription
-from taskstate.errors import TaskstateError
+from taskstate.core.bus import Event, Subscription
+from taskstate.core.errors import TaskstateError
+from taskstate.web.auth import ANONYMOUS, Principal, Unauthorized, authenticate
+from taskstate.web.deps import Services
 
 log = logging.getLogger(__name__)
 

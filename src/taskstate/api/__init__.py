@@ -1,1 +1,0 @@
-"""The HTTP API (CONTRACT §2): thin routes over the store and the supervisor."""

@@ -1,0 +1,1 @@
+"""The web edge: HTTP routes, the event stream, authentication, guards and metrics."""

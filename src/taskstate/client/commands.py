@@ -19,13 +19,22 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import Any, TextIO
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from taskstate.client.formatting import (
+    clip,
+    duration,
+    local_datetime,
+    local_time_of_day,
+    print_json,
+    print_table,
+    print_task,
+    progress_bar,
+)
 from taskstate.core.states import TERMINAL_STATES, State
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -39,7 +48,6 @@ EXIT_INTERRUPTED = 130
 #: WebSocket close codes after which reconnecting cannot help (policy violation, auth, app errors).
 _FATAL_CLOSE_CODES = frozenset({1003, 1007, 1008, 1009, 1010})
 _TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
-_BAR_WIDTH = 30
 
 Json = dict[str, Any]
 
@@ -258,100 +266,6 @@ def _run(args: argparse.Namespace, body: Callable[[Api], int]) -> int:
         return EXIT_SERVER_ERROR
 
 
-# -- output ---------------------------------------------------------------------------------
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, sort_keys=True))
-
-
-def _when(value: Any) -> str:
-    if not value:
-        return "-"
-    try:
-        return datetime.fromisoformat(str(value)).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return str(value)
-
-
-def _clock(value: Any) -> str:
-    try:
-        return datetime.fromisoformat(str(value)).astimezone().strftime("%H:%M:%S")
-    except ValueError:
-        return time.strftime("%H:%M:%S")
-
-
-def _duration(seconds: Any) -> str:
-    if not isinstance(seconds, int | float):
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
-def _bar(progress: Any) -> str:
-    value = float(progress) if isinstance(progress, int | float) else 0.0
-    value = min(100.0, max(0.0, value))
-    filled = round(_BAR_WIDTH * value / 100)
-    return f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {value:5.1f}%"
-
-
-def _clip(text: Any, width: int) -> str:
-    value = "" if text is None else str(text)
-    return value if len(value) <= width else value[: width - 1] + "…"
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    for line in [list(headers), *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip(), file=out)
-
-
-def _describe(task: Json, out: TextIO) -> None:
-    state = str(task.get("state"))
-    if task.get("reason"):
-        state += f"  ({task['reason']})"
-    progress = _bar(task.get("progress"))
-    if task.get("message"):
-        progress += f"  {task['message']}"
-    lines: list[tuple[str, Any]] = [
-        ("id", task.get("id")),
-        ("type", task.get("type")),
-        ("name", task.get("name")),
-        ("state", state),
-        ("progress", progress),
-        ("created", _when(task.get("created_at"))),
-        ("started", _when(task.get("started_at"))),
-        ("finished", _when(task.get("finished_at"))),
-        ("duration", _duration(task.get("duration_seconds"))),
-        ("attempt", f"{task.get('attempt')} of {task.get('max_attempts')}"),
-        ("worker", task.get("worker_id") or "-"),
-    ]
-    if task.get("params"):
-        lines.append(("params", json.dumps(task["params"], sort_keys=True)))
-    if task.get("endpoint"):
-        lines.append(("endpoint", task["endpoint"]))
-    if task.get("error"):
-        error = task["error"]
-        if task.get("error_type"):
-            error = f"{task['error_type']}: {error}"
-        lines.append(("error", error))
-    if task.get("result") is not None:
-        lines.append(("result", _clip(json.dumps(task["result"], sort_keys=True), 500)))
-    if task.get("retry_of"):
-        lines.append(("retry of", task["retry_of"]))
-    for label, value in lines:
-        print(f"{label:<10}{value}", file=out)
-    for question in task.get("pending_questions") or []:
-        choices = question.get("choices")
-        suffix = f"  [{' / '.join(map(str, choices))}]" if choices else ""
-        print(f"question  {question.get('id')}: {question.get('question')}{suffix}", file=out)
-
-
 # -- commands -------------------------------------------------------------------------------
 
 
@@ -371,7 +285,7 @@ def _submit(args: argparse.Namespace) -> int:
         task: Json = api.request("POST", "/api/v2/tasks", json=body)
         if not args.wait:
             if args.json:
-                _print_json(task)
+                print_json(task)
             else:
                 print(f"submitted {task['id']}  ({task['type']}, {task['state']})")
             return EXIT_OK
@@ -381,7 +295,7 @@ def _submit(args: argparse.Namespace) -> int:
         if args.json:
             # As `status --json` prints it: the HTTP API's rendering of the ended task.
             final = api.request("GET", f"/api/v2/tasks/{_path_id(task['id'])}")
-            _print_json(final)
+            print_json(final)
         return _outcome(final)
 
     return _run(args, run)
@@ -391,9 +305,9 @@ def _status(args: argparse.Namespace) -> int:
     def run(api: Api) -> int:
         task: Json = api.request("GET", f"/api/v2/tasks/{_path_id(args.id)}")
         if args.json:
-            _print_json(task)
+            print_json(task)
         else:
-            _describe(task, sys.stdout)
+            print_task(task, sys.stdout)
         return EXIT_OK
 
     return _run(args, run)
@@ -403,7 +317,7 @@ def _cancel(args: argparse.Namespace) -> int:
     def run(api: Api) -> int:
         task: Json = api.request("POST", f"/api/v2/tasks/{_path_id(args.id)}/cancel")
         if args.json:
-            _print_json(task)
+            print_json(task)
         else:
             print(f"{task['id']}: {task['state']}")
         return EXIT_OK
@@ -422,22 +336,22 @@ def _tasks(args: argparse.Namespace) -> int:
     def run(api: Api) -> int:
         page: Json = api.request("GET", "/api/v2/tasks", params=params)
         if args.json:
-            _print_json(page)
+            print_json(page)
             return EXIT_OK
         items: list[Json] = page.get("items", [])
         rows = [
             [
                 str(t.get("id")),
-                _clip(t.get("type"), 24),
-                _clip(t.get("name"), 30),
+                clip(t.get("type"), 24),
+                clip(t.get("name"), 30),
                 str(t.get("state")),
                 f"{float(t.get('progress') or 0):.0f}%",
-                _when(t.get("created_at")),
-                _duration(t.get("duration_seconds")),
+                local_datetime(t.get("created_at")),
+                duration(t.get("duration_seconds")),
             ]
             for t in items
         ]
-        _table(["ID", "TYPE", "NAME", "STATE", "PROGRESS", "CREATED", "DURATION"], rows, sys.stdout)
+        print_table(["ID", "TYPE", "NAME", "STATE", "PROGRESS", "CREATED", "DURATION"], rows, sys.stdout)
         total = page.get("total", len(items))
         print(f"{len(items)} of {total} task{'s' if total != 1 else ''}")
         return EXIT_OK
@@ -449,7 +363,7 @@ def _workers(args: argparse.Namespace) -> int:
     def run(api: Api) -> int:
         page: Json = api.request("GET", "/api/v2/workers")
         if args.json:
-            _print_json(page)
+            print_json(page)
             return EXIT_OK
         rows = [
             [
@@ -457,13 +371,13 @@ def _workers(args: argparse.Namespace) -> int:
                 str(w.get("host")),
                 str(w.get("pid")),
                 str(w.get("state")),
-                _when(w.get("started_at")),
-                _duration(w.get("heartbeat_age_seconds")),
+                local_datetime(w.get("started_at")),
+                duration(w.get("heartbeat_age_seconds")),
                 str(len(w.get("tasks") or [])),
             ]
             for w in page.get("items", [])
         ]
-        _table(["ID", "HOST", "PID", "STATE", "STARTED", "HEARTBEAT AGE", "TASKS"], rows, sys.stdout)
+        print_table(["ID", "HOST", "PID", "STATE", "STARTED", "HEARTBEAT AGE", "TASKS"], rows, sys.stdout)
         return EXIT_OK
 
     return _run(args, run)
@@ -545,7 +459,7 @@ class Watcher:
         if task.get("state") in _TERMINAL:  # ended between the two reads: the stream replays it
             return False
         if not self.json_lines and task.get("progress"):
-            text = f"{self._who(task)}  {_bar(task.get('progress'))}"
+            text = f"{self._who(task)}  {progress_bar(task.get('progress'))}"
             self._progress(text + (f"  {task['message']}" if task.get("message") else ""))
         return False
 
@@ -684,7 +598,7 @@ class Watcher:
                 self._remember(task)
                 if not self.json_lines:
                     self._line(
-                        f"{self._who(task)}  {task.get('state')}  {_bar(task.get('progress'))}"
+                        f"{self._who(task)}  {task.get('state')}  {progress_bar(task.get('progress'))}"
                         + (f"  {task['message']}" if task.get("message") else "")
                     )
             if not tasks and kind == "snapshot" and self.task_id is None and not self.json_lines:
@@ -701,7 +615,7 @@ class Watcher:
             self._remember(task)
             if not self.json_lines:
                 reason = f"  ({event['reason']})" if event.get("reason") else ""
-                line = f"{_clock(event.get('at'))}  {self._who(task, event.get('task_id'))}  "
+                line = f"{local_time_of_day(event.get('at'))}  {self._who(task, event.get('task_id'))}  "
                 line += f"{event.get('from') or '-'} -> {event.get('to')}{reason}"
                 self._line(line)
                 if event.get("to") in _TERMINAL and (
@@ -715,7 +629,7 @@ class Watcher:
         if self.json_lines:
             return False
         if kind == "progress":
-            text = f"{self._who({}, event.get('task_id'))}  {_bar(event.get('progress'))}"
+            text = f"{self._who({}, event.get('task_id'))}  {progress_bar(event.get('progress'))}"
             if event.get("message"):
                 text += f"  {event['message']}"
             self._progress(text)
@@ -739,15 +653,15 @@ class Watcher:
     def _who(self, task: Json, task_id: Any = None) -> str:
         tid = str(task.get("id") or task_id or "?")
         name = self.names.get(tid)
-        return f"{tid[:8]} {_clip(name, 24)}" if name else tid[:8]
+        return f"{tid[:8]} {clip(name, 24)}" if name else tid[:8]
 
     def _summary(self, task: Json) -> None:
         state = task.get("state")
-        text = f"{self._who(task)}  {state} after {_duration(task.get('duration_seconds'))}"
+        text = f"{self._who(task)}  {state} after {duration(task.get('duration_seconds'))}"
         if task.get("error"):
             text += f": {task['error']}"
         elif task.get("result") is not None:
-            text += f"; result {_clip(json.dumps(task['result'], sort_keys=True), 200)}"
+            text += f"; result {clip(json.dumps(task['result'], sort_keys=True), 200)}"
         self._line(text)
 
     # Terminal handling: on a TTY the progress bar is one line redrawn in place, and other

@@ -1,0 +1,108 @@
+"""How the client commands show tasks and workers to a person: times, bars, tables.
+
+Pure functions of the API's JSON (they never fail on a missing or odd field: a
+value the server did not send shows as `-` or as itself), so that a newer server
+with fields this client does not know still reads well.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, TextIO
+
+PROGRESS_BAR_WIDTH = 30
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def local_datetime(value: Any) -> str:
+    if not value:
+        return "-"
+    try:
+        return datetime.fromisoformat(str(value)).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return str(value)
+
+
+def local_time_of_day(value: Any) -> str:
+    try:
+        return datetime.fromisoformat(str(value)).astimezone().strftime("%H:%M:%S")
+    except ValueError:
+        return time.strftime("%H:%M:%S")
+
+
+def duration(seconds: Any) -> str:
+    if not isinstance(seconds, int | float):
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def progress_bar(progress: Any) -> str:
+    value = float(progress) if isinstance(progress, int | float) else 0.0
+    value = min(100.0, max(0.0, value))
+    filled = round(PROGRESS_BAR_WIDTH * value / 100)
+    return f"[{'#' * filled}{'.' * (PROGRESS_BAR_WIDTH - filled)}] {value:5.1f}%"
+
+
+def clip(text: Any, width: int) -> str:
+    value = "" if text is None else str(text)
+    return value if len(value) <= width else value[: width - 1] + "…"
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    for line in [list(headers), *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip(), file=out)
+
+
+def print_task(task: Mapping[str, Any], out: TextIO) -> None:
+    """`taskstate status`: one task, a field a line."""
+    state = str(task.get("state"))
+    if task.get("reason"):
+        state += f"  ({task['reason']})"
+    progress = progress_bar(task.get("progress"))
+    if task.get("message"):
+        progress += f"  {task['message']}"
+    lines: list[tuple[str, Any]] = [
+        ("id", task.get("id")),
+        ("type", task.get("type")),
+        ("name", task.get("name")),
+        ("state", state),
+        ("progress", progress),
+        ("created", local_datetime(task.get("created_at"))),
+        ("started", local_datetime(task.get("started_at"))),
+        ("finished", local_datetime(task.get("finished_at"))),
+        ("duration", duration(task.get("duration_seconds"))),
+        ("attempt", f"{task.get('attempt')} of {task.get('max_attempts')}"),
+        ("worker", task.get("worker_id") or "-"),
+    ]
+    if task.get("params"):
+        lines.append(("params", json.dumps(task["params"], sort_keys=True)))
+    if task.get("endpoint"):
+        lines.append(("endpoint", task["endpoint"]))
+    if task.get("error"):
+        error = task["error"]
+        if task.get("error_type"):
+            error = f"{task['error_type']}: {error}"
+        lines.append(("error", error))
+    if task.get("result") is not None:
+        lines.append(("result", clip(json.dumps(task["result"], sort_keys=True), 500)))
+    if task.get("retry_of"):
+        lines.append(("retry of", task["retry_of"]))
+    for label, value in lines:
+        print(f"{label:<10}{value}", file=out)
+    for question in task.get("pending_questions") or []:
+        choices = question.get("choices")
+        suffix = f"  [{' / '.join(map(str, choices))}]" if choices else ""
+        print(f"question  {question.get('id')}: {question.get('question')}{suffix}", file=out)

@@ -21,9 +21,6 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
-
-import httpx
 
 from taskstate.client.formatting import (
     clip,
@@ -35,9 +32,8 @@ from taskstate.client.formatting import (
     print_task,
     progress_bar,
 )
+from taskstate.client.http import DEFAULT_URL, Client, ClientError, Json, ServerUnreachable, task_path
 from taskstate.core.states import TERMINAL_STATES, State
-
-DEFAULT_URL = "http://127.0.0.1:8000"
 
 EXIT_OK = 0
 EXIT_SERVER_ERROR = 1
@@ -48,17 +44,6 @@ EXIT_INTERRUPTED = 130
 #: WebSocket close codes after which reconnecting cannot help (policy violation, auth, app errors).
 _FATAL_CLOSE_CODES = frozenset({1003, 1007, 1008, 1009, 1010})
 _TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
-
-Json = dict[str, Any]
-
-
-class ClientError(Exception):
-    """A failure to report on stderr, with the exit code to end with."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.exit_code = exit_code
 
 
 # -- arguments ------------------------------------------------------------------------------
@@ -167,80 +152,7 @@ def add_client_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     add("workers", "the server instances and the tasks they hold", _workers)
 
 
-# -- HTTP -----------------------------------------------------------------------------------
-
-
-class Api:
-    """A thin synchronous client: every failure becomes a `ClientError`."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.base_url = str(args.url).rstrip("/")
-        self.token: str | None = args.token
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        self.client = httpx.Client(base_url=self.base_url, headers=headers, timeout=args.timeout)
-
-    def __enter__(self) -> Api:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.client.close()
-
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self.client.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise unreachable(self.base_url, exc) from exc
-        if response.status_code >= 400:
-            raise server_error(response)
-        try:
-            return response.json()
-        except ValueError:
-            raise ClientError(
-                f"the server answered {response.status_code} with something that is not JSON "
-                f"({response.headers.get('content-type', 'no content-type')})",
-                EXIT_SERVER_ERROR,
-            ) from None
-
-    def ws_url(self, query: dict[str, str]) -> str:
-        url = httpx.URL(self.base_url + "/api/v2/events")
-        scheme = "wss" if url.scheme == "https" else "ws"
-        if self.token:
-            query = {**query, "token": self.token}
-        return str(url.copy_with(scheme=scheme).copy_merge_params(query))
-
-    def ws_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
-
-
-def unreachable(url: str, exc: BaseException) -> ClientError:
-    reason = str(exc) or type(exc).__name__
-    return ClientError(f"cannot reach the server at {url}: {reason}", EXIT_UNREACHABLE)
-
-
-def server_error(response: httpx.Response) -> ClientError:
-    """The contract's `{"error", "detail"}` as one readable line (and the rest, if any)."""
-    status = f"{response.status_code} {response.reason_phrase}".strip()
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and "error" in body:
-        detail = body.get("detail")
-        text = detail if isinstance(detail, str) else json.dumps(detail)
-        message = f"{status}: {body['error']}: {text}"
-        extra = {k: v for k, v in body.items() if k not in ("error", "detail", "errors")}
-        if extra:
-            message += f" ({', '.join(f'{k}={v}' for k, v in extra.items())})"
-        errors = body.get("errors")
-        if isinstance(errors, list) and len(errors) > 0:
-            for error in errors[:10]:
-                if isinstance(error, dict):
-                    where = ".".join(str(p) for p in error.get("loc") or [] if p != "body")
-                    message += f"\n  {where or '-'}: {error.get('msg')}"
-    else:
-        snippet = response.text.strip()[:300]
-        message = f"{status}: {snippet}" if snippet else status
-    return ClientError(message, EXIT_SERVER_ERROR)
+# -- running a command ----------------------------------------------------------------------
 
 
 def _quiet_libraries() -> None:
@@ -249,14 +161,14 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _run(args: argparse.Namespace, body: Callable[[Api], int]) -> int:
+def _run(args: argparse.Namespace, body: Callable[[Client], int]) -> int:
     _quiet_libraries()
     try:
-        with Api(args) as api:
-            return body(api)
+        with Client(args.url, token=args.token, timeout=args.timeout) as client:
+            return body(client)
     except ClientError as exc:
         print(f"taskstate: error: {exc.message}", file=sys.stderr)
-        return exc.exit_code
+        return EXIT_UNREACHABLE if isinstance(exc, ServerUnreachable) else EXIT_SERVER_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -281,8 +193,8 @@ def _submit(args: argparse.Namespace) -> int:
     if args.priority is not None:
         body["priority"] = args.priority
 
-    def run(api: Api) -> int:
-        task: Json = api.request("POST", "/api/v2/tasks", json=body)
+    def run(client: Client) -> int:
+        task: Json = client.request("POST", "/api/v2/tasks", json=body)
         if not args.wait:
             if args.json:
                 print_json(task)
@@ -291,10 +203,10 @@ def _submit(args: argparse.Namespace) -> int:
             return EXIT_OK
         if not args.json:
             print(f"submitted {task['id']}  ({task['type']})", flush=True)
-        final = _follow_task(api, args, task["id"], quiet=args.json)
+        final = _follow_task(client, args, task["id"], quiet=args.json)
         if args.json:
             # As `status --json` prints it: the HTTP API's rendering of the ended task.
-            final = api.request("GET", f"/api/v2/tasks/{_path_id(task['id'])}")
+            final = client.request("GET", task_path(task["id"]))
             print_json(final)
         return _outcome(final)
 
@@ -302,8 +214,8 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    def run(api: Api) -> int:
-        task: Json = api.request("GET", f"/api/v2/tasks/{_path_id(args.id)}")
+    def run(client: Client) -> int:
+        task: Json = client.request("GET", task_path(args.id))
         if args.json:
             print_json(task)
         else:
@@ -314,8 +226,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    def run(api: Api) -> int:
-        task: Json = api.request("POST", f"/api/v2/tasks/{_path_id(args.id)}/cancel")
+    def run(client: Client) -> int:
+        task: Json = client.request("POST", task_path(args.id, "cancel"))
         if args.json:
             print_json(task)
         else:
@@ -333,8 +245,8 @@ def _tasks(args: argparse.Namespace) -> int:
     if args.search:
         params.append(("q", args.search))
 
-    def run(api: Api) -> int:
-        page: Json = api.request("GET", "/api/v2/tasks", params=params)
+    def run(client: Client) -> int:
+        page: Json = client.request("GET", "/api/v2/tasks", params=params)
         if args.json:
             print_json(page)
             return EXIT_OK
@@ -360,8 +272,8 @@ def _tasks(args: argparse.Namespace) -> int:
 
 
 def _workers(args: argparse.Namespace) -> int:
-    def run(api: Api) -> int:
-        page: Json = api.request("GET", "/api/v2/workers")
+    def run(client: Client) -> int:
+        page: Json = client.request("GET", "/api/v2/workers")
         if args.json:
             print_json(page)
             return EXIT_OK
@@ -384,32 +296,28 @@ def _workers(args: argparse.Namespace) -> int:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    def run(api: Api) -> int:
+    def run(client: Client) -> int:
         if args.id is None:
-            Watcher(api, args, task_id=None, quiet=False).run()
+            Watcher(client, args, task_id=None, quiet=False).run()
             return EXIT_OK
-        return _outcome(_follow_task(api, args, args.id, quiet=False))
+        return _outcome(_follow_task(client, args, args.id, quiet=False))
 
     return _run(args, run)
 
 
-def _follow_task(api: Api, args: argparse.Namespace, task_id: str, *, quiet: bool) -> Json | None:
+def _follow_task(client: Client, args: argparse.Namespace, task_id: str, *, quiet: bool) -> Json | None:
     """Show one task's transitions so far, then follow it live until it ends; answers it then.
 
     Reads its transition rows and the task (a 404 for an unknown id comes from here), then
     subscribes with `since` = the newest of those rows: the stream replays whatever came after.
     """
     # Rows first: the task read after them is at least as new, so a terminal row has a terminal task.
-    rows: list[Json] = api.request("GET", f"/api/v2/tasks/{_path_id(task_id)}/transitions")["items"]
-    task: Json = api.request("GET", f"/api/v2/tasks/{_path_id(task_id)}")
-    watcher = Watcher(api, args, task_id=str(task["id"]), quiet=quiet)
+    rows: list[Json] = client.request("GET", task_path(task_id, "transitions"))["items"]
+    task: Json = client.request("GET", task_path(task_id))
+    watcher = Watcher(client, args, task_id=str(task["id"]), quiet=quiet)
     if watcher.preload(task, rows):
         return watcher.final
     return watcher.run()
-
-
-def _path_id(task_id: str) -> str:
-    return quote(task_id.strip(), safe="")
 
 
 def _outcome(task: Json | None) -> int:
@@ -423,8 +331,8 @@ class Watcher:
     """Follows `/api/v2/events`: reconnects with `since` on a drop or a `resync`, so that no
     transition is missed or printed twice; with a task id, ends when that task does."""
 
-    def __init__(self, api: Api, args: argparse.Namespace, *, task_id: str | None, quiet: bool) -> None:
-        self.api = api
+    def __init__(self, client: Client, args: argparse.Namespace, *, task_id: str | None, quiet: bool) -> None:
+        self.client = client
         self.task_id = task_id
         self.json_lines = bool(args.json) and not quiet
         self.quiet = quiet
@@ -512,11 +420,11 @@ class Watcher:
                 query["task_id"] = self.task_id
             if self.last_seq is not None:
                 query["since"] = str(self.last_seq)
-            url = self.api.ws_url(query)
+            url = self.client.events_url(query)
             try:
                 async with connect(
                     url,
-                    additional_headers=self.api.ws_headers(),
+                    additional_headers=self.client.auth_headers(),
                     open_timeout=10,
                     # On the way out (Ctrl-C), wait for the server's close frame only briefly.
                     close_timeout=2,
@@ -532,8 +440,7 @@ class Watcher:
                             event = None
                         if not isinstance(event, dict):
                             raise ClientError(
-                                f"the event stream sent something that is not a JSON object: {raw[:200]!r}",
-                                EXIT_SERVER_ERROR,
+                                f"the event stream sent something that is not a JSON object: {raw[:200]!r}"
                             )
                         if self._handle(event):
                             return self.final
@@ -544,7 +451,7 @@ class Watcher:
                 if status in (401, 403, 404):
                     body = exc.response.body.decode(errors="replace").strip()[:300]
                     raise ClientError(
-                        f"the server refused the event stream: {status} {body}".strip(), EXIT_SERVER_ERROR
+                        f"the server refused the event stream: {status} {body}".strip(), status=status
                     ) from None
                 code, reason = None, f"handshake answered {status}"
             except _Resync:
@@ -554,12 +461,11 @@ class Watcher:
                 reason = exc.rcvd.reason if exc.rcvd is not None else str(exc)
             except (OSError, InvalidHandshake, TimeoutError) as exc:
                 if self.last_seq is None and failing_since is None:
-                    raise unreachable(self.api.base_url, exc) from exc
+                    raise ServerUnreachable.at(self.client.base_url, exc) from exc
                 code, reason = None, str(exc) or type(exc).__name__
             if code is not None and (code in _FATAL_CLOSE_CODES or 4000 <= code < 5000):
                 raise ClientError(
-                    f"the server closed the event stream ({code}{': ' + reason if reason else ''})",
-                    EXIT_SERVER_ERROR,
+                    f"the server closed the event stream ({code}{': ' + reason if reason else ''})"
                 )
             now = time.monotonic()
             if failing_since is None:
@@ -567,9 +473,8 @@ class Watcher:
                 what = " ".join(str(x) for x in (code, reason) if x)
                 self._note(f"connection lost ({what or 'no reason given'}); reconnecting")
             elif now - failing_since > self.reconnect_for:
-                raise ClientError(
-                    f"lost the event stream and could not reconnect for {self.reconnect_for:.0f}s: {reason}",
-                    EXIT_UNREACHABLE,
+                raise ServerUnreachable(
+                    f"lost the event stream and could not reconnect for {self.reconnect_for:.0f}s: {reason}"
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -578,8 +483,10 @@ class Watcher:
         """Show one event; answers True once the watched task has ended."""
         kind = event.get("type")
         if kind == "error":
+            code = event.get("error")
             raise ClientError(
-                f"{event.get('error', 'error')}: {event.get('detail', '')}".strip(), EXIT_SERVER_ERROR
+                f"{event.get('error', 'error')}: {event.get('detail', '')}".strip(),
+                code=code if isinstance(code, str) else None,
             )
         if kind == "resync":
             raise _Resync()

@@ -55,9 +55,25 @@ def progress_bar(progress: Any) -> str:
     return f"[{'#' * filled}{'.' * (PROGRESS_BAR_WIDTH - filled)}] {value:5.1f}%"
 
 
+def progress_text(report: Mapping[str, Any]) -> str:
+    """The bar, then the message if there is one: of a task, or of a progress event."""
+    text = progress_bar(report.get("progress"))
+    return f"{text}  {report['message']}" if report.get("message") else text
+
+
+def question_text(question: Mapping[str, Any]) -> str:
+    choices = question.get("choices")
+    suffix = f"  [{' / '.join(map(str, choices))}]" if choices else ""
+    return f"{question.get('id')}: {question.get('question')}{suffix}"
+
+
 def clip(text: Any, width: int) -> str:
     value = "" if text is None else str(text)
     return value if len(value) <= width else value[: width - 1] + "…"
+
+
+def json_excerpt(value: Any, width: int) -> str:
+    return clip(json.dumps(value, sort_keys=True), width)
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
@@ -71,15 +87,12 @@ def print_task(task: Mapping[str, Any], out: TextIO) -> None:
     state = str(task.get("state"))
     if task.get("reason"):
         state += f"  ({task['reason']})"
-    progress = progress_bar(task.get("progress"))
-    if task.get("message"):
-        progress += f"  {task['message']}"
     lines: list[tuple[str, Any]] = [
         ("id", task.get("id")),
         ("type", task.get("type")),
         ("name", task.get("name")),
         ("state", state),
-        ("progress", progress),
+        ("progress", progress_text(task)),
         ("created", local_datetime(task.get("created_at"))),
         ("started", local_datetime(task.get("started_at"))),
         ("finished", local_datetime(task.get("finished_at"))),
@@ -97,12 +110,10 @@ def print_task(task: Mapping[str, Any], out: TextIO) -> None:
             error = f"{task['error_type']}: {error}"
         lines.append(("error", error))
     if task.get("result") is not None:
-        lines.append(("result", clip(json.dumps(task["result"], sort_keys=True), 500)))
+        lines.append(("result", json_excerpt(task["result"], 500)))
     if task.get("retry_of"):
         lines.append(("retry of", task["retry_of"]))
     for label, value in lines:
         print(f"{label:<10}{value}", file=out)
     for question in task.get("pending_questions") or []:
-        choices = question.get("choices")
-        suffix = f"  [{' / '.join(map(str, choices))}]" if choices else ""
-        print(f"question  {question.get('id')}: {question.get('question')}{suffix}", file=out)
+        print(f"question  {question_text(question)}", file=out)

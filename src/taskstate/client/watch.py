@@ -16,7 +16,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from taskstate.client.formatting import clip, duration, local_time_of_day, progress_bar
+from taskstate.client.formatting import (
+    clip,
+    duration,
+    json_excerpt,
+    local_time_of_day,
+    progress_text,
+    question_text,
+)
 from taskstate.client.http import Client, ClientError, Json, ServerUnreachable, task_path
 from taskstate.core.states import TERMINAL_STATES
 
@@ -96,8 +103,7 @@ class Watcher:
         if task.get("state") in _TERMINAL:  # ended between the two reads: the stream replays it
             return False
         if not self.json_lines and task.get("progress"):
-            text = f"{self._who(task)}  {progress_bar(task.get('progress'))}"
-            self._progress(text + (f"  {task['message']}" if task.get("message") else ""))
+            self._progress(f"{self._who(task)}  {progress_text(task)}")
         return False
 
     def run(self) -> Json | None:
@@ -233,10 +239,7 @@ class Watcher:
             for task in tasks:
                 self._remember(task)
                 if not self.json_lines:
-                    self._line(
-                        f"{self._who(task)}  {task.get('state')}  {progress_bar(task.get('progress'))}"
-                        + (f"  {task['message']}" if task.get("message") else "")
-                    )
+                    self._line(f"{self._who(task)}  {task.get('state')}  {progress_text(task)}")
             if not tasks and kind == "snapshot" and self.task_id is None and not self.json_lines:
                 self._line("no active tasks; waiting for events (Ctrl-C to stop)")
             for task in tasks:
@@ -265,21 +268,13 @@ class Watcher:
         if self.json_lines:
             return False
         if kind == "progress":
-            text = f"{self._who({}, event.get('task_id'))}  {progress_bar(event.get('progress'))}"
-            if event.get("message"):
-                text += f"  {event['message']}"
-            self._progress(text)
+            self._progress(f"{self._who({}, event.get('task_id'))}  {progress_text(event)}")
         elif kind == "log" and self.logs:
             self._line(f"{self._who({}, event.get('task_id'))}  {event.get('level')}: {event.get('message')}")
         elif kind == "question":
             question: Json = event.get("question") or {}
             if question.get("status", "pending") == "pending":
-                choices = question.get("choices")
-                suffix = f"  [{' / '.join(map(str, choices))}]" if choices else ""
-                self._line(
-                    f"{self._who({}, event.get('task_id'))}  asks {question.get('id')}: "
-                    f"{question.get('question')}{suffix}"
-                )
+                self._line(f"{self._who({}, event.get('task_id'))}  asks {question_text(question)}")
         return False
 
     def _remember(self, task: Json) -> None:
@@ -297,7 +292,7 @@ class Watcher:
         if task.get("error"):
             text += f": {task['error']}"
         elif task.get("result") is not None:
-            text += f"; result {clip(json.dumps(task['result'], sort_keys=True), 200)}"
+            text += f"; result {json_excerpt(task['result'], 200)}"
         self._line(text)
 
     # Terminal handling: on a TTY the progress bar is one line redrawn in place, and other

@@ -120,7 +120,7 @@ async def _time(client: httpx.AsyncClient, path: str, times: int) -> list[float]
 
 
 async def history(results: Results, workdir: Path, *, total: int, samples: int, deep_pages: int) -> None:
-    from taskstate.core.store import encode_cursor
+    from taskstate.core.reads import encode_cursor
 
     async with pg_database("history") as name:
         url = sqlalchemy_pg_url(name)

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from taskstate.core.db import transitions as transitions_table
 from taskstate.core.nesting import MAX_JSON_DEPTH
+from taskstate.core.states import State
 from tests.conftest import (
     PG_ADMIN_DSN,
     REQUIRE_PG,
@@ -761,6 +762,43 @@ async def test_admin_reset_cancels_every_active_task_and_stops_jobs(server: Live
 
 
 # -- task types, health, OpenAPI -------------------------------------------------------------
+
+
+@shared_loop
+async def test_the_server_publishes_the_transition_table_and_its_rules(shared: LiveServer) -> None:
+    """`GET /api/v2/states` is the table of CONTRACT §1 as the server applies it, with the
+    states in which cancel, stop and retry are allowed and where a reset leaves each state."""
+    answer = await shared.client.get("/api/v2/states")
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [s["name"] for s in body["states"]] == [s.value for s in State]
+    assert {s["name"] for s in body["states"] if s["terminal"]} == {"completed", "failed", "cancelled"}
+    assert body["transitions"] == {
+        "queued": ["cancelled", "failed", "preparing"],
+        "preparing": ["cancelled", "failed", "orphaned", "running"],
+        "running": ["cancelled", "collecting", "failed", "orphaned", "serving"],
+        "collecting": ["cancelled", "completed", "failed", "orphaned"],
+        "completed": [],
+        "failed": [],
+        "cancelled": [],
+        "orphaned": ["failed", "queued"],
+        "serving": ["cancelled", "failed", "orphaned", "stopping"],
+        "stopping": ["completed", "failed"],
+    }
+    assert body["calls"] == {
+        "cancel": ["cancelled", "collecting", "preparing", "queued", "running", "serving"],
+        "stop": ["serving", "stopping"],
+        "retry": ["cancelled", "failed"],
+    }
+    assert body["reset"] == {
+        "queued": "cancelled",
+        "preparing": "cancelled",
+        "running": "cancelled",
+        "collecting": "cancelled",
+        "serving": "cancelled",
+        "orphaned": "failed",
+        "stopping": "failed",
+    }
 
 
 @shared_loop

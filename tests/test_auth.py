@@ -14,7 +14,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from taskstate.core.store import NewTask
+from taskstate.core.creation import NewTask
 from taskstate.web import auth
 from tests.conftest import LiveServer, live_server, make_settings
 

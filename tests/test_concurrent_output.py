@@ -80,9 +80,14 @@ async def test_no_line_is_lost_when_writes_fail(pg_url: str) -> None:
         ]
         database = pg_url.rsplit("/", 1)[1]
         admin = await asyncpg.connect(PG_ADMIN_DSN)
+        store = server.services.store
         try:
-            for _ in range(12):
-                await asyncio.sleep(random.uniform(0.05, 0.25))
+            # Until writes have failed twice (a connection found closed before a transaction
+            # is replaced without failing one), and for at most 3 s of the jobs' run.
+            for _ in range(15):
+                if store.failed_write_transactions >= 2:
+                    break
+                await asyncio.sleep(random.uniform(0.05, 0.2))
                 await admin.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = $1 AND pid <> pg_backend_pid()",

@@ -12,9 +12,11 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
+from taskstate.core.creation import NewTask
 from taskstate.core.db import transitions
+from taskstate.core.maintenance import TableStatistics
 from taskstate.core.states import State
-from taskstate.core.store import NewTask, Store
+from taskstate.core.store import Store
 from tests.conftest import PG_ADMIN_DSN, live_server, make_settings, open_store
 
 pytestmark = pytest.mark.timeout(180)
@@ -134,7 +136,8 @@ async def test_a_lost_database_connection_answers_503_once_then_the_service_goes
 
 async def test_a_changed_tasks_table_is_analysed_at_most_once_a_minute(pg_url: str) -> None:
     async with open_store(pg_url) as store:
-        assert not await store.refresh_statistics()  # a new, empty table: nothing to do
+        statistics = TableStatistics(store.db)
+        assert not await statistics.refresh()  # a new, empty table: nothing to do
         await store.create_tasks(
             [NewTask(type="demo.noop", params={}, name="n") for _ in range(1500)], actor="t"
         )
@@ -146,7 +149,7 @@ async def test_a_changed_tasks_table_is_analysed_at_most_once_a_minute(pg_url: s
                 ):
                     break
                 await asyncio.sleep(0.1)
-            assert await store.refresh_statistics()
+            assert await statistics.refresh()
             analysed = await admin.fetchval(
                 "SELECT last_analyze IS NOT NULL AND n_mod_since_analyze = 0 FROM pg_stat_user_tables "
                 "WHERE relname = 'tasks'"
@@ -156,6 +159,6 @@ async def test_a_changed_tasks_table_is_analysed_at_most_once_a_minute(pg_url: s
                 [NewTask(type="demo.noop", params={}, name="n") for _ in range(3000)], actor="t"
             )
             await asyncio.sleep(1)
-            assert not await store.refresh_statistics()  # changed enough, but analysed a moment ago
+            assert not await statistics.refresh()  # changed enough, but analysed a moment ago
         finally:
             await admin.close()

@@ -39,6 +39,7 @@ STABLE_OPERATION_IDS = {
     "reset",
     "list_workers",
     "list_task_types",
+    "get_lifecycle",
     "healthz",
     "readyz",
 }

@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 
 from taskstate.core.bus import EventBus
+from taskstate.core.creation import NewTask
 from taskstate.core.db import open_database
 from taskstate.core.migrations import upgrade_to_head
-from taskstate.core.store import NewTask, Store
+from taskstate.core.store import Store
 from tests import jobs as test_jobs
 from tests.conftest import LiveServer, live_server, make_settings
 from tests.test_state_machine import assert_seqs_gap_free, assert_valid_paths, read_all
@@ -37,7 +38,7 @@ async def read_database(url: str) -> tuple[list[dict[str, Any]], dict[str, dict[
     try:
         rows, tasks = await read_all(db)
         store = Store(db, EventBus())
-        latest = await store.latest_seq()
+        latest = await store.reads.latest_seq()
         return rows, tasks, latest
     finally:
         await db.dispose()

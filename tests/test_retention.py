@@ -15,10 +15,12 @@ import pytest
 import sqlalchemy as sa
 
 from taskstate.core import sqlite_space
+from taskstate.core.creation import NewTask
 from taskstate.core.db import open_database, seq_counter, task_logs, tasks, transitions, utcnow
+from taskstate.core.maintenance import delete_finished_before, retention_cutoff
 from taskstate.core.migrations import upgrade_to_head
 from taskstate.core.states import State
-from taskstate.core.store import NewTask, Store, retention_cutoff
+from taskstate.core.store import Store
 from tests.conftest import open_store
 
 pytestmark = pytest.mark.timeout(300)
@@ -109,7 +111,7 @@ async def test_retention_deletes_exactly_the_old_terminal_tasks_without_blocking
     writer = asyncio.create_task(keep_writing())
     await asyncio.sleep(0.05)
     started = time.perf_counter()
-    deleted = await store.delete_finished_before(retention_cutoff(30))
+    deleted = await delete_finished_before(store, retention_cutoff(30))
     elapsed = time.perf_counter() - started
     done.set()
     await writer
@@ -155,7 +157,7 @@ async def test_sqlite_gives_the_space_of_deleted_tasks_back(tmp_path: Path) -> N
                 await conn.execute(task_logs.insert(), rows)
         full = _file_size(path)
         assert full > 20_000_000, f"the test wrote too little to measure: {full} bytes"
-        assert await store.delete_finished_before(retention_cutoff(30)) == len(ids)
+        assert await delete_finished_before(store, retention_cutoff(30)) == len(ids)
         emptied = _file_size(path)
         async with store.db.reader.connect() as conn:
             free = (await conn.exec_driver_sql("PRAGMA freelist_count")).scalar_one()

@@ -39,11 +39,12 @@ from hypothesis.stateful import (
 )
 
 from taskstate.core.bus import EventBus, Subscription
+from taskstate.core.creation import NewTask
 from taskstate.core.db import Database, open_database
 from taskstate.core.errors import InvalidTransition, NotFound
 from taskstate.core.migrations import upgrade_to_head
-from taskstate.core.states import State
-from taskstate.core.store import Guard, NewTask, Outcome, Store, TransitionResult, _group_transition_statement
+from taskstate.core.states import State, on_entry
+from taskstate.core.store import Guard, Outcome, Store, TransitionResult, _group_transition_statement
 from tests.conftest import fresh_pg_database
 from tests.test_states import CONTRACT_STATES, CONTRACT_TABLE, CONTRACT_TERMINAL
 
@@ -219,7 +220,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.worker: dict[str, str | None] = {}
         self.created_at: dict[str, datetime] = {}
         self.rows: Counter[str] = Counter()
-        self.seen_seq = self.h.run(self.store.latest_seq())
+        self.seen_seq = self.h.run(self.store.reads.latest_seq())
         assert self.seen_seq == 0, "a fresh database already has transitions"
         self.sub: Subscription = self.store.bus.subscribe()
 
@@ -259,6 +260,9 @@ class StoreMachine(RuleBasedStateMachine):
             assert result.task["is_terminal"] is (to.value in CONTRACT_TERMINAL)
             self.model[task_id] = to.value
             self.rows[task_id] += 1
+            if on_entry(to).releases_worker:  # back in the queue, no worker holds it
+                self.worker[task_id] = None
+                assert result.task["worker_id"] is None
         else:
             assert result is None or result.seq is None
         # (The invariant then checks the database: every row, and every task's state.)
@@ -400,7 +404,7 @@ class StoreMachine(RuleBasedStateMachine):
             if self.model:
                 self.database_matches_model()
             rows, _ = self.h.run(read_all(self.db))
-            assert self.h.run(self.store.latest_seq()) == (rows[-1]["seq"] if rows else 0)
+            assert self.h.run(self.store.reads.latest_seq()) == (rows[-1]["seq"] if rows else 0)
         finally:
             self.sub.close()
             self.h.end_example()
@@ -475,7 +479,7 @@ async def test_concurrent_transitions_keep_paths_and_seq(database_url: str, n_st
             for _ in range(60):
                 # Everyone works on the 4 newest tasks; a terminal one is replaced now and then.
                 task_id = rng.choice(ids[-4:])
-                row = await store.get_task_row(task_id)
+                row = await store.reads.get_task_row(task_id)
                 assert row is not None
                 onward = sorted(CONTRACT_TABLE[row["state"]] - CONTRACT_TERMINAL)
                 dice = rng.random()
@@ -525,7 +529,7 @@ async def test_concurrent_transitions_keep_paths_and_seq(database_url: str, n_st
         rows, all_tasks = await read_all(db)
         states = {t: s["state"] for t, s in all_tasks.items()}
         assert set(states) == set(ids)
-        assert_seqs_gap_free(rows, await stores[0].latest_seq())
+        assert_seqs_gap_free(rows, await stores[0].reads.latest_seq())
         paths = assert_valid_paths(rows, states)
 
         by_seq = {r["seq"]: r for r in rows}
@@ -691,7 +695,7 @@ async def test_grouped_transitions_answer_what_one_by_one_transitions_answer(
         assert rows_of[0] == rows_of[1]
         for db, store in opened:
             rows, _ = await read_all(db)
-            assert_seqs_gap_free(rows, await store.latest_seq())
+            assert_seqs_gap_free(rows, await store.reads.latest_seq())
             last = {row["task_id"]: row for row in rows}  # rows are in seq order
             async with db.reader.connect() as conn:
                 messages = dict((await conn.execute(sa.text("SELECT id, message FROM tasks"))).all())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,9 +23,10 @@ from taskstate import __version__, logconfig
 from taskstate.config import Settings
 from taskstate.core.bus import EventBus
 from taskstate.core.db import open_database
+from taskstate.core.maintenance import delete_finished_before, retention_cutoff
 from taskstate.core.migrations import upgrade_to_head
 from taskstate.core.pgsync import PostgresSync
-from taskstate.core.store import NOTIFY_CHANNEL, Store, retention_cutoff
+from taskstate.core.store import NOTIFY_CHANNEL, Store
 from taskstate.runtime import demo_jobs
 from taskstate.runtime.jobs import JobLogHandler, JobRegistry
 from taskstate.runtime.runner import new_worker_id
@@ -86,9 +88,8 @@ async def _retention_loop(services: Services) -> None:
     while True:
         await asyncio.sleep(settings.retention_interval_seconds)
         try:
-            deleted = await services.store.delete_finished_before(
-                retention_cutoff(settings.task_history_retention_days)
-            )
+            cutoff = retention_cutoff(settings.task_history_retention_days)
+            deleted = await delete_finished_before(services.store, cutoff)
             if deleted:
                 log.info("retention: deleted %d finished tasks", deleted)
         except Exception:
@@ -146,11 +147,16 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
         bus = EventBus(settings.subscriber_queue_size)
         store = Store(db, bus)
         store.start(tail_seconds=settings.poll_seconds)
-        sync = (
-            None
-            if db.is_sqlite
-            else PostgresSync(settings.database_url, NOTIFY_CHANNEL, store.instance_id, bus, store.feed)
-        )
+        sync = None
+        if not db.is_sqlite:
+            sync = PostgresSync(
+                settings.database_url,
+                NOTIFY_CHANNEL,
+                store.instance_id,
+                bus,
+                committed_elsewhere=store.feed.request_catch_up,
+                live_elsewhere=functools.partial(store.feed.live, forward=False),
+            )
         if sync is not None:
             sync.start()
         supervisor = Supervisor(store, registry, settings, worker_id)

@@ -226,6 +226,10 @@ def iso(value: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
+def iso_or_none(value: datetime | None) -> str | None:
+    return iso(value) if value is not None else None
+
+
 def is_sqlite(url: str) -> bool:
     return sa.make_url(url).get_backend_name() == "sqlite"
 

@@ -1,9 +1,12 @@
-"""The transition feed: every committed transition, once, in `seq` order, on every instance.
+"""The feed: the one way into the event bus, for every event a subscriber receives.
 
-Transitions reach an instance's bus from three places: its own writer (at
-once), PostgreSQL `NOTIFY` from other instances (within milliseconds), and
-the database itself (a gap that lasts, or the periodic tail check, when a
-notification was lost or the listener was down). `seq` is gap-free and
+Transitions reach it from three places: this instance's commits (at once),
+PostgreSQL `NOTIFY` from other instances (within milliseconds), and the
+database itself (a gap that lasts, or the periodic tail check, when a
+notification was lost or the listener was down); it hands them to the bus
+once each, in `seq` order. Live events (progress, log lines, questions) reach
+it from this instance's jobs and commits, to be forwarded to the other
+instances too, and from the other instances, not to be forwarded again. `seq` is gap-free and
 commit-ordered (writer.py), so a held-back `seq` always means "committed
 but not seen yet", and reading the table fills it. The bus therefore sees
 transitions in strict `seq` order, which is what lets a WebSocket drop
@@ -48,11 +51,12 @@ class TransitionFeed:
         self._follower: asyncio.Task[None] | None = None
         self._filler: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self.filled_from_database = 0
 
-    @property
-    def delivered_through(self) -> int | None:
-        return None if self._next is None else self._next - 1
+    def live(self, events: list[Event], *, forward: bool = True) -> None:
+        """Live events (no `seq`): this instance's (`forward` them to the other instances)
+        or another instance's."""
+        if events:
+            self._bus.publish_many(events, forward=forward)
 
     def local(self, records: list[TransitionRecord]) -> None:
         """Transitions this instance just committed."""
@@ -135,7 +139,6 @@ class TransitionFeed:
                 records, committed = await self._read(after, READ_PAGE)
                 records = [r for r in records if r.seq is not None and r.seq > after]
                 if records:
-                    self.filled_from_database += len(records)
                     self.remote(records)
                 if len(records) < READ_PAGE:
                     # Everything up to `committed` is read; seqs that are not there were deleted.

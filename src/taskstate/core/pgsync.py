@@ -24,13 +24,13 @@ import functools
 import json
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 from sqlalchemy import make_url
 
 from taskstate.core.bus import Event, EventBus
-from taskstate.core.feed import TransitionFeed
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +61,24 @@ def _slim(event: Event) -> str | None:
 
 
 class PostgresSync:
-    def __init__(self, url: str, channel: str, instance_id: str, bus: EventBus, feed: TransitionFeed) -> None:
+    def __init__(
+        self,
+        url: str,
+        channel: str,
+        instance_id: str,
+        bus: EventBus,
+        *,
+        committed_elsewhere: Callable[[], None],
+        live_elsewhere: Callable[[list[Event]], None],
+    ) -> None:
         self._dsn = asyncpg_dsn(url)
         self._channel = channel
         self._me = instance_id
         self._bus = bus
-        self._feed = feed
+        #: Told that another instance committed transitions (or that some may have been missed).
+        self._committed_elsewhere = committed_elsewhere
+        #: Given the live events of other instances.
+        self._live_elsewhere = live_elsewhere
         self._outbox: deque[str] = deque()
         self._outbox_ready = asyncio.Event()
         self._conn: asyncpg.Connection | None = None
@@ -88,10 +100,6 @@ class PostgresSync:
         if self._conn is not None and not self._conn.is_closed():
             with contextlib.suppress(Exception):
                 await self._conn.close(timeout=2)
-
-    @property
-    def backend_pid(self) -> int | None:
-        return self._conn.get_server_pid() if self._conn is not None and not self._conn.is_closed() else None
 
     def _forward(self, event: Event) -> None:
         text = _slim(event)
@@ -120,7 +128,7 @@ class PostgresSync:
                 self.connected.set()
                 delay = 0.1
                 # Whatever was committed while we were not listening.
-                self._feed.request_catch_up()
+                self._committed_elsewhere()
                 sender = asyncio.create_task(self._send(conn))
                 try:
                     await lost.wait()
@@ -165,7 +173,10 @@ class PostgresSync:
         if message.get("o") == self._me:
             return
         if "t" in message:
-            self._feed.request_catch_up()
-        for event in message.get("e", ()):
-            if isinstance(event, dict) and "type" in event and "task_id" in event:
-                self._bus.publish(Event.of(event), forward=False)
+            self._committed_elsewhere()
+        events = [
+            Event.of(event)
+            for event in message.get("e", ())
+            if isinstance(event, dict) and "type" in event and "task_id" in event
+        ]
+        self._live_elsewhere(events)

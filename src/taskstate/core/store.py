@@ -1,57 +1,38 @@
-"""The store: the only code that writes tasks, and the canonical `transition()`.
+"""The store: the gateway through which every task's state changes.
 
-Every state change goes through `_apply_transition`: it reads the task's
-state, checks the table, updates the row *on the condition that the state is
-still the one it read*, and records the transition row, all in the writer's
-transaction (see writer.py for batching and `seq`). Expected refusals are
-values (`Outcome.NOOP`, `Outcome.REFUSED`, `Outcome.NOT_OWNER`); illegal
-requests raise `InvalidTransition`.
+Every state change goes through `apply_transition`: it reads the task's state, checks
+the table (states.py), updates the row *on the condition that the state is still the one
+it read*, writes what entering the new state writes (`states.ON_ENTRY`), and records the
+transition row, all in the writer's transaction (writer.py: batching and `seq`).
+Expected refusals are values (`Outcome.NOOP`, `Outcome.REFUSED`, `Outcome.NOT_OWNER`);
+illegal requests raise `InvalidTransition`. The birth of tasks (creation.py), the claim
+and the emergency reset are transitions too, and go through the same check.
+
+After a commit, the transitions and the live events of the transaction go to the feed,
+the one way into the event bus (feed.py), and to the commit listeners.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import functools
-import json
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from taskstate.core import sqlite_space
+from taskstate.core import creation
 from taskstate.core.bus import Event, EventBus
-from taskstate.core.db import (
-    ACTIVE_VALUES,
-    TERMINAL_VALUES,
-    Database,
-    iso,
-    questions,
-    seq_counter,
-    task_logs,
-    tasks,
-    transitions,
-    utcnow,
-    workers,
-)
-from taskstate.core.errors import (
-    IdempotencyConflict,
-    InvalidTransition,
-    NotFound,
-    TaskstateError,
-    ValidationFailed,
-)
+from taskstate.core.creation import CreateResult, NewTask
+from taskstate.core.db import ACTIVE_VALUES, TERMINAL_VALUES, Database, questions, tasks, utcnow
+from taskstate.core.errors import InvalidTransition, NotFound, TaskstateError
 from taskstate.core.feed import TransitionFeed
-from taskstate.core.states import HELD_STATES, State, can_transition, check_transition, is_terminal
+from taskstate.core.payloads import task_payload, transition_event
+from taskstate.core.reads import TaskReads
+from taskstate.core.states import RESET_TO, State, can_transition, is_terminal, on_entry
 from taskstate.core.writer import GroupableOp, TransitionRecord, WriteBatch, Writer
 
 log = logging.getLogger(__name__)
@@ -123,166 +104,24 @@ class TransitionResult:
         return self.record.seq if self.record else None
 
 
-@dataclass(slots=True)
-class NewTask:
-    """A validated request to create a task (params already checked against the type)."""
-
-    type: str
-    params: dict[str, Any]
-    name: str
-    priority: int = 0
-    run_at: datetime | None = None
-    timeout_seconds: float | None = None
-    max_attempts: int = 3
-    trigger: str = "api"
-    trigger_source: str | None = None
-    idempotency_key: str | None = None
-    retry_of: str | None = None
-    owner: str | None = None
-    id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-
-@dataclass(slots=True)
-class CreateResult:
-    task: dict[str, Any]
-    created: bool
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryFilter:
-    states: Sequence[str] = ()
-    type: str | None = None
-    trigger: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    q: str | None = None
-    owner: str | None = None
-
-
-def _iso(value: datetime | None) -> str | None:
-    return iso(value) if value is not None else None
-
-
-def task_payload(row: Mapping[Any, Any], now: datetime | None = None) -> dict[str, Any]:
-    """A task row as the contract's JSON object (the shape of `TaskPublic`)."""
-    started, finished = row["started_at"], row["finished_at"]
-    if started is not None and finished is not None:
-        duration: float | None = (finished - started).total_seconds()
-    elif started is not None and not is_terminal(row["state"]):
-        duration = ((now or utcnow()) - started).total_seconds()
-    else:
-        duration = None
-    return {
-        "id": row["id"],
-        "type": row["type"],
-        "name": row["name"],
-        "state": row["state"],
-        "is_terminal": is_terminal(row["state"]),
-        "progress": row["progress"],
-        "phase": row["phase"],
-        "message": row["message"],
-        "items_processed": row["items_processed"],
-        "items_failed": row["items_failed"],
-        "params": row["params"],
-        "result": row["result"],
-        "error": row["error"],
-        "error_type": row["error_type"],
-        "reason": row["last_reason"],
-        "priority": row["priority"],
-        "attempt": row["attempt"],
-        "max_attempts": row["max_attempts"],
-        "trigger": row["trigger"],
-        "trigger_source": row["trigger_source"],
-        "idempotency_key": row["idempotency_key"],
-        "run_at": _iso(row["run_at"]),
-        "timeout_seconds": row["timeout_seconds"],
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
-        "started_at": _iso(started),
-        "finished_at": _iso(finished),
-        "duration_seconds": duration,
-        "worker_id": row["worker_id"],
-        "heartbeat_at": _iso(row["heartbeat_at"]),
-        "has_checkpoint": row["checkpoint"] is not None,
-        "restoration_count": row["restoration_count"],
-        "last_restored_at": _iso(row["last_restored_at"]),
-        "restoration_source": row["restoration_source"],
-        "restoration_decision": row["restoration_decision"],
-        "pending_questions": row["pending_questions"] or [],
-        "waiting_for_input": bool(row["pending_questions"]),
-        "retry_of": row["retry_of"],
-        "endpoint": row["endpoint"],
-        "service_info": row["service_info"],
-        "log_lines": row["log_seq"],
-        "execution_summary": row["execution_summary"],
-        "phase_results": row["phase_results"],
-        "system_info": row["system_info"],
-        "owner": row["owner"],
-    }
-
-
-def transition_event(rec: TransitionRecord) -> Event:
-    return Event.of(
-        {
-            "type": "transition",
-            "seq": rec.seq,
-            "task_id": rec.task_id,
-            "from": rec.from_state,
-            "to": rec.to_state,
-            "at": _iso(rec.at),
-            "reason": rec.reason,
-            "actor": rec.actor,
-            "task": rec.task,
-        }
-    )
-
-
-def transition_row_payload(row: Mapping[Any, Any]) -> dict[str, Any]:
-    return {
-        "seq": row["seq"],
-        "task_id": row["task_id"],
-        "from_state": row["from_state"],
-        "to_state": row["to_state"],
-        "at": _iso(row["at"]),
-        "reason": row["reason"],
-        "actor": row["actor"],
-    }
-
-
-def encode_cursor(created_at: datetime, task_id: str) -> str:
-    raw = json.dumps([created_at.isoformat(), task_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, task_id = json.loads(raw)
-        # Only what encode_cursor writes: an instant that fits in UTC, and a task id (a UUID).
-        return datetime.fromisoformat(created).astimezone(UTC), str(uuid.UUID(task_id))
-    except (ValueError, TypeError, AttributeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ValidationFailed("cursor is not one this server issued", field="cursor") from exc
-
-
 class Store:
-    """Reads and writes of tasks, transitions and workers."""
+    """The writes that change tasks, and where their commits go."""
 
     def __init__(self, db: Database, bus: EventBus, *, instance_id: str | None = None) -> None:
         self.db = db
         self.bus = bus
+        self.reads = TaskReads(db)
         #: Names this instance in its NOTIFY payloads, so that it can skip its own.
         self.instance_id = instance_id or uuid.uuid4().hex
-        self._analysed_at = -ANALYZE_AT_MOST_EVERY
         self._writer = Writer(
             db.writer,
-            bus,
             self._committed_here,
             notify_channel=None if db.is_sqlite else NOTIFY_CHANNEL,
             origin=self.instance_id,
         )
         self._commit_listeners: list[Callable[[list[TransitionRecord]], None]] = []
         self._local_listeners: list[Callable[[list[TransitionRecord]], None]] = []
-        self.feed = TransitionFeed(bus, transition_event, self._read_committed, self._notify_listeners)
+        self.feed = TransitionFeed(bus, transition_event, self.reads.committed_since, self._notify_listeners)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -307,23 +146,21 @@ class Store:
     def on_batch_committed(self, listener: Callable[[int, float], None]) -> None:
         self._writer.on_batch = listener
 
-    def _committed_here(self, records: list[TransitionRecord]) -> None:
+    def publish(self, event: Event) -> None:
+        """A live event of this instance's (a job's progress or log line): through the feed,
+        like every event, to the bus and the other instances."""
+        self.feed.live([event])
+
+    def _committed_here(self, records: list[TransitionRecord], live: list[Event]) -> None:
         for listener in self._local_listeners:
             listener(records)
         self._notify_listeners(records)
         self.feed.local(records)
+        self.feed.live(live)
 
     def _notify_listeners(self, records: list[TransitionRecord]) -> None:
         for listener in self._commit_listeners:
             listener(records)
-
-    async def _read_committed(self, after: int, limit: int) -> tuple[list[TransitionRecord], int]:
-        async with self.db.reader.connect() as conn:
-            committed = await _latest_seq(conn)
-            if limit <= 0 or committed <= after:
-                return [], committed
-            records = await _records_since(conn, after, None, limit)
-        return [r for r in records if r.seq is not None and r.seq <= committed], committed
 
     async def write(self, op: Callable[[WriteBatch], Awaitable[T]]) -> T:
         """Run `op` in the writer's next transaction (for writes that never change a state)."""
@@ -340,25 +177,14 @@ class Store:
     # -- writes ----------------------------------------------------------------------------
 
     async def create_tasks(self, new: Sequence[NewTask], *, actor: str) -> list[CreateResult]:
-        """Create tasks in one transaction, all or none.
-
-        An idempotency key is the owner's own: the same key again, for the same type and
-        params, answers the owner's first task (`created` false); for another type or
-        other params it is an `IdempotencyConflict`, and nothing is created.
-        """
+        """Create tasks in one transaction, all or none (see creation.py for idempotency keys)."""
 
         async def op(wb: WriteBatch) -> list[CreateResult]:
-            if all(item.idempotency_key is None for item in new):
-                if len(new) > 1:
-                    return await _insert_tasks(wb, new, actor)
-                earlier: dict[tuple[str, str], Mapping[Any, Any]] = {}
-            else:
-                earlier = await _check_idempotency(wb.conn, new)
-            return [await _apply_create(wb, item, actor, earlier) for item in new]
+            return await creation.create(wb, new, actor)
 
         try:
             return await self._writer.submit(op)
-        except _KeyRaced:
+        except creation.KeyRaced:
             # Rolled back; this time the check sees the racing task and answers as it should.
             return await self._writer.submit(op)
 
@@ -389,91 +215,18 @@ class Store:
 
         return await self._writer.submit(op)
 
-    async def cancel_active(self, *, reason: str, actor: str) -> list[TransitionResult]:
-        """Emergency reset: every non-terminal task ends, `cancelled` where the table allows it."""
+    async def reset(self, *, reason: str, actor: str) -> list[TransitionResult]:
+        """Emergency reset: every non-terminal task ends where `states.RESET_TO` says."""
 
         async def op(wb: WriteBatch) -> list[TransitionResult]:
-            ids = (
-                (await wb.conn.execute(sa.select(tasks.c.id).where(tasks.c.state.in_(ACTIVE_VALUES))))
-                .scalars()
-                .all()
+            active = await wb.conn.execute(
+                sa.select(tasks.c.id, tasks.c.state).where(tasks.c.state.in_(ACTIVE_VALUES))
             )
             results = []
-            for task_id in ids:
-                state = (
-                    await wb.conn.execute(sa.select(tasks.c.state).where(tasks.c.id == task_id))
-                ).scalar_one_or_none()
-                if state is None or is_terminal(state):
-                    continue
-                to = State.CANCELLED if can_transition(state, State.CANCELLED) else State.FAILED
-                results.append(await _apply_transition(wb, task_id, to, reason, actor, None, {}))
+            for task_id, state in active.all():
+                to = RESET_TO[State(state)]
+                results.append(await apply_transition(wb, task_id, to, reason, actor, None, {}, State(state)))
             return results
-
-        return await self._writer.submit(op)
-
-    async def delete_finished_before(self, cutoff: datetime, *, batch_size: int = 100) -> int:
-        """Delete terminal tasks finished before `cutoff`, with their rows, a batch per transaction;
-        on SQLite, then give the freed pages back to the file system."""
-        deleted = 0
-        while True:
-
-            async def op(wb: WriteBatch) -> int:
-                ids = (
-                    (
-                        await wb.conn.execute(
-                            sa.select(tasks.c.id)
-                            .where(tasks.c.state.in_(TERMINAL_VALUES), tasks.c.finished_at < cutoff)
-                            .limit(batch_size)
-                        )
-                    )
-                    .scalars()
-                    .all()
-                )
-                if ids:
-                    for table in (transitions, questions, task_logs):
-                        await wb.conn.execute(sa.delete(table).where(table.c.task_id.in_(ids)))
-                    await wb.conn.execute(sa.delete(tasks).where(tasks.c.id.in_(ids)))
-                return len(ids)
-
-            count = await self._writer.submit(op)
-            deleted += count
-            if count < batch_size:
-                break
-        if deleted and self.db.is_sqlite:
-            await sqlite_space.give_back_free_pages(self.db.writer)
-        return deleted
-
-    async def register_worker(self, worker_id: str, *, host: str, pid: int, version: str) -> None:
-        now = utcnow()
-        values = {
-            "id": worker_id,
-            "host": host,
-            "pid": pid,
-            "version": version,
-            "started_at": now,
-            "heartbeat_at": now,
-            "state": "running",
-        }
-
-        async def op(wb: WriteBatch) -> None:
-            await wb.conn.execute(sa.delete(workers).where(workers.c.id == worker_id))
-            await wb.conn.execute(workers.insert().values(**values))
-
-        await self._writer.submit(op)
-
-    async def heartbeat(self, worker_id: str) -> bool:
-        """Say this worker is alive, and `running` again if a peer had marked it lost (it
-        stalled: a long pause, a stopped VM). False if its row is gone (forgotten after a
-        day as lost): the caller registers again."""
-
-        async def op(wb: WriteBatch) -> bool:
-            beat = (
-                sa.update(workers)
-                .where(workers.c.id == worker_id)
-                .values(heartbeat_at=utcnow(), state="running")
-                .returning(workers.c.id)
-            )
-            return (await wb.conn.execute(beat)).first() is not None
 
         return await self._writer.submit(op)
 
@@ -497,425 +250,14 @@ class Store:
 
         return await self._writer.submit(op)
 
-    async def sweep(self, *, me: str, orphan_after: float, default_timeout: float) -> list[TransitionResult]:
-        """Recover what lost workers held, and fail tasks stuck past their timeout.
 
-        A held task whose worker's heartbeat is older than `orphan_after` goes
-        `orphaned`, then `queued` (attempt + 1, to be restored) while it has
-        attempts left, else `failed` (`attempts_exhausted`). Every step is
-        guarded by the worker and attempt it read, so racing sweepers are harmless.
-        """
-
-        async def op(wb: WriteBatch) -> list[TransitionResult]:
-            return await _apply_sweep(wb, me, orphan_after, default_timeout)
-
-        return await self._writer.submit(op)
-
-    async def list_workers(self, *, orphan_after: float) -> list[dict[str, Any]]:
-        async with self.db.reader.connect() as conn:
-            rows = (
-                (await conn.execute(sa.select(workers).order_by(workers.c.started_at.desc()).limit(200)))
-                .mappings()
-                .all()
-            )
-            held = (
-                await conn.execute(
-                    sa.select(tasks.c.worker_id, tasks.c.id)
-                    .where(tasks.c.state.in_(ACTIVE_VALUES), tasks.c.worker_id.is_not(None))
-                    .order_by(tasks.c.created_at)
-                )
-            ).all()
-        by_worker: dict[str, list[str]] = {}
-        for worker_id, task_id in held:
-            by_worker.setdefault(worker_id, []).append(task_id)
-        now = utcnow()
-        result = []
-        for row in rows:
-            age = (now - row["heartbeat_at"]).total_seconds()
-            state = row["state"]
-            if state == "running" and age > orphan_after:
-                state = "lost"
-            result.append(
-                {
-                    "id": row["id"],
-                    "host": row["host"],
-                    "pid": row["pid"],
-                    "version": row["version"],
-                    "started_at": _iso(row["started_at"]),
-                    "heartbeat_at": _iso(row["heartbeat_at"]),
-                    "heartbeat_age_seconds": round(age, 3),
-                    "state": state,
-                    "tasks": by_worker.get(row["id"], []),
-                }
-            )
-        return result
-
-    async def count_stuck(self, default_timeout: float) -> int:
-        """Held tasks whose last sign of life is older than their timeout."""
-        async with self.db.reader.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(tasks.c.heartbeat_at, tasks.c.timeout_seconds).where(
-                        tasks.c.state.in_(_WATCHED)
-                    )
-                )
-            ).all()
-        now = utcnow()
-        return sum(
-            1
-            for beat, timeout in rows
-            if beat is not None and (now - beat).total_seconds() > (timeout or default_timeout)
-        )
-
-    async def set_worker_state(self, worker_id: str, state: str) -> None:
-        async def op(wb: WriteBatch) -> None:
-            await wb.conn.execute(
-                sa.update(workers).where(workers.c.id == worker_id).values(state=state, heartbeat_at=utcnow())
-            )
-
-        await self._writer.submit(op)
-
-    # -- reads -----------------------------------------------------------------------------
-
-    async def get_task(self, task_id: str) -> dict[str, Any]:
-        async with self.db.reader.connect() as conn:
-            row = (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))).mappings().first()
-        if row is None:
-            raise NotFound(f"no task with id {task_id!r}")
-        return task_payload(row)
-
-    async def get_task_row(self, task_id: str) -> Mapping[Any, Any] | None:
-        async with self.db.reader.connect() as conn:
-            return (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))).mappings().first()
-
-    async def active_tasks(self, owner: str | None = None) -> list[dict[str, Any]]:
-        async with self.db.reader.connect() as conn:
-            return await _active(conn, owner)
-
-    async def snapshot(self) -> tuple[int, list[dict[str, Any]]]:
-        """The newest `seq` and the active tasks, read in one consistent snapshot."""
-        engine = self.db.reader
-        async with engine.connect() as conn:
-            if not self.db.is_sqlite:
-                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-            async with conn.begin():
-                seq = await _latest_seq(conn)
-                items = await _active(conn)
-        return seq, items
-
-    async def latest_seq(self) -> int:
-        async with self.db.reader.connect() as conn:
-            return await _latest_seq(conn)
-
-    async def list_tasks(
-        self, flt: HistoryFilter, *, limit: int, cursor: str | None
-    ) -> tuple[list[dict[str, Any]], str | None, int]:
-        conditions: list[sa.ColumnElement[bool]] = []
-        if flt.states:
-            conditions.append(tasks.c.state.in_(list(flt.states)))
-        if flt.type:
-            conditions.append(tasks.c.type == flt.type)
-        if flt.trigger:
-            conditions.append(tasks.c.trigger == flt.trigger)
-        if flt.created_after:
-            conditions.append(tasks.c.created_at >= flt.created_after)
-        if flt.created_before:
-            conditions.append(tasks.c.created_at < flt.created_before)
-        if flt.q:
-            conditions.append(tasks.c.name.icontains(flt.q, autoescape=True))
-        if flt.owner is not None:
-            conditions.append(tasks.c.owner == flt.owner)
-        after: list[sa.ColumnElement[bool]] = []
-        if cursor:
-            created, last_id = decode_cursor(cursor)
-            # A row value: one range on the (created_at DESC, id DESC) indexes.
-            start = sa.tuple_(
-                sa.literal(created, tasks.c.created_at.type), sa.literal(last_id, tasks.c.id.type)
-            )
-            after.append(sa.tuple_(tasks.c.created_at, tasks.c.id) < start)
-        newest_first = (tasks.c.created_at.desc(), tasks.c.id.desc())
-        if len(flt.states) > 1:
-            # One index range per state, merged: `state IN (...)` would sort every match.
-            others = conditions[1:]
-            parts = [
-                sa.select(
-                    sa.select(tasks)
-                    .where(tasks.c.state == state, *others, *after)
-                    .order_by(*newest_first)
-                    .limit(limit + 1)
-                    .subquery()
-                )
-                for state in dict.fromkeys(flt.states)
-            ]
-            merged = sa.union_all(*parts).subquery()
-            page: sa.Select[Any] = (
-                sa.select(merged).order_by(merged.c.created_at.desc(), merged.c.id.desc()).limit(limit + 1)
-            )
-        else:
-            page = sa.select(tasks).where(*conditions, *after).order_by(*newest_first).limit(limit + 1)
-        count = sa.select(sa.func.count()).select_from(tasks).where(*conditions)
-
-        async def read(query: sa.Select[Any]) -> Sequence[Any]:
-            async with self.db.reader.connect() as conn:
-                found: Sequence[Any] = (await conn.execute(query)).all()
-                return found
-
-        # `total` is counted on every page (tasks come and go while a client pages), so
-        # the page and the count run side by side, on two connections.
-        rows, counted = await asyncio.gather(read(page), read(count))
-        total = int(counted[0][0])
-        now = utcnow()
-        items = [task_payload(r._mapping, now) for r in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]._mapping
-            next_cursor = encode_cursor(last["created_at"], last["id"])
-        return items, next_cursor, total
-
-    async def transitions_of(self, task_id: str) -> list[dict[str, Any]]:
-        async with self.db.reader.connect() as conn:
-            exists = (await conn.execute(sa.select(tasks.c.id).where(tasks.c.id == task_id))).first()
-            if exists is None:
-                raise NotFound(f"no task with id {task_id!r}")
-            rows = (
-                (
-                    await conn.execute(
-                        sa.select(transitions)
-                        .where(transitions.c.task_id == task_id)
-                        .order_by(transitions.c.seq)
-                    )
-                )
-                .mappings()
-                .all()
-            )
-        return [transition_row_payload(r) for r in rows]
-
-    async def transitions_since(
-        self, since: int, *, task_id: str | None = None, limit: int = 500
-    ) -> list[Event]:
-        """Replay: committed transitions with `seq > since`, oldest first, as events.
-
-        `task` in each is the task as it is now; the transition itself is as it was.
-        """
-        async with self.db.reader.connect() as conn:
-            records = await _records_since(conn, since, task_id, limit)
-        return [transition_event(rec) for rec in records]
-
-    async def refresh_statistics(self) -> bool:
-        """ANALYZE `tasks` on PostgreSQL when it changed by more than its own size since
-        the last ANALYZE (autovacuum's or ours), and by at least 1,000 rows.
-
-        A young or fast-churning tasks table is exactly what autovacuum (10% of the table,
-        checked once a minute) leaves unanalysed longest, and without statistics the
-        planner scanned the whole table for a claim or a grouped transition: 18% fewer
-        tasks/s on a new table of 3,000. Returns whether it analysed.
-        """
-        now = time.monotonic()
-        if self.db.is_sqlite or now - self._analysed_at < ANALYZE_AT_MOST_EVERY:
-            return False
-        async with self.db.reader.connect() as conn:
-            row = (await conn.execute(_TASKS_STATISTICS)).first()
-            if row is None or row.changed < max(ANALYZE_AFTER_CHANGES, row.live):
-                return False
-            await conn.execute(sa.text("ANALYZE tasks"))
-        self._analysed_at = now
-        return True
-
-    async def ping(self) -> None:
-        async with self.db.reader.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+def check_transition(from_state: str, to_state: str) -> None:
+    """Raise `InvalidTransition` unless the table has the edge."""
+    if not can_transition(from_state, to_state):
+        raise InvalidTransition(from_state, to_state)
 
 
-async def _records_since(
-    conn: AsyncConnection, since: int, task_id: str | None, limit: int
-) -> list[TransitionRecord]:
-    query = (
-        sa.select(transitions, tasks)
-        .select_from(transitions.outerjoin(tasks, tasks.c.id == transitions.c.task_id))
-        .where(transitions.c.seq > since)
-        .order_by(transitions.c.seq)
-        .limit(limit)
-    )
-    if task_id is not None:
-        query = query.where(transitions.c.task_id == task_id)
-    rows = (await conn.execute(query)).all()
-    now = utcnow()
-    records = []
-    n = len(transitions.c)
-    for row in rows:
-        t = row._mapping
-        task_cols = dict(zip(tasks.c.keys(), row[n:], strict=True))
-        records.append(
-            TransitionRecord(
-                task_id=t[transitions.c.task_id],
-                from_state=t[transitions.c.from_state],
-                to_state=t[transitions.c.to_state],
-                at=t[transitions.c.at],
-                reason=t[transitions.c.reason],
-                actor=t[transitions.c.actor],
-                task=task_payload(task_cols, now) if task_cols["id"] is not None else {},
-                seq=t[transitions.c.seq],
-            )
-        )
-    return records
-
-
-async def _latest_seq(conn: AsyncConnection) -> int:
-    value = (
-        await conn.execute(sa.select(seq_counter.c.value).where(seq_counter.c.id == 1))
-    ).scalar_one_or_none()
-    return int(value or 0)
-
-
-async def _active(conn: AsyncConnection, owner: str | None = None) -> list[dict[str, Any]]:
-    query = sa.select(tasks).where(tasks.c.state.in_(ACTIVE_VALUES)).order_by(tasks.c.created_at)
-    if owner is not None:
-        query = query.where(tasks.c.owner == owner)
-    rows = (await conn.execute(query)).mappings().all()
-    now = utcnow()
-    return [task_payload(r, now) for r in rows]
-
-
-def _new_task_row(new: NewTask, now: datetime) -> dict[str, Any]:
-    return {
-        "id": new.id,
-        "type": new.type,
-        "name": new.name,
-        "state": State.QUEUED.value,
-        "progress": 0.0,
-        "items_processed": 0,
-        "items_failed": 0,
-        "params": new.params,
-        "priority": new.priority,
-        "attempt": 1,
-        "max_attempts": new.max_attempts,
-        "trigger": new.trigger,
-        "trigger_source": new.trigger_source,
-        "idempotency_key": new.idempotency_key,
-        "run_at": new.run_at or now,
-        "timeout_seconds": new.timeout_seconds,
-        "created_at": now,
-        "updated_at": now,
-        "restoration_count": 0,
-        "retry_of": new.retry_of,
-        "owner": new.owner,
-        "last_reason": "created",
-    }
-
-
-_INSERT_TASKS = sa.insert(tasks).returning(*tasks.c, sort_by_parameter_order=True)
-
-
-async def _insert_tasks(wb: WriteBatch, new: Sequence[NewTask], actor: str) -> list[CreateResult]:
-    """Tasks without idempotency keys: one multi-row INSERT (SQLAlchemy's insertmanyvalues).
-
-    Each task is a microsecond younger than the one before, as if created one by one, so
-    that history (newest first) keeps the request's order.
-    """
-    start = utcnow()
-    values = [_new_task_row(item, start + timedelta(microseconds=i)) for i, item in enumerate(new)]
-    rows = (await wb.conn.execute(_INSERT_TASKS, values)).mappings().all()
-    results = []
-    for row in rows:
-        now = row["created_at"]
-        payload = task_payload(row, now)
-        wb.record(TransitionRecord(row["id"], None, State.QUEUED.value, now, "created", actor, payload))
-        results.append(CreateResult(payload, created=True))
-    return results
-
-
-class _KeyRaced(Exception):
-    """Another request committed a task with this key, for another type or other params,
-    after this one's check: the transaction must roll back (a refusal may not follow writes)."""
-
-
-def _key_of(item: NewTask) -> tuple[str, str] | None:
-    """The idempotency key as the unique index sees it: NULL owners are one owner."""
-    return None if item.idempotency_key is None else (item.owner or "", item.idempotency_key)
-
-
-def _same_request(row: Mapping[Any, Any], item: NewTask) -> bool:
-    return bool(row["type"] == item.type and row["params"] == item.params)
-
-
-def _key_conflict(row: Mapping[Any, Any], item: NewTask, index: int) -> IdempotencyConflict:
-    return IdempotencyConflict(
-        f"idempotency_key {item.idempotency_key!r} was already used for task {row['id']} "
-        f"(type {row['type']!r}) with another type or other params; "
-        "a different request needs a new key",
-        index=index,
-        task_id=row["id"],
-    )
-
-
-async def _check_idempotency(
-    conn: AsyncConnection, new: Sequence[NewTask]
-) -> dict[tuple[str, str], Mapping[Any, Any]]:
-    """The owners' earlier tasks for the keys in `new`; raises `IdempotencyConflict`, before
-    anything is written, for a key reused (here or earlier) for another type or other params."""
-    wanted = {key for key in map(_key_of, new) if key is not None}
-    rows = (
-        (await conn.execute(sa.select(tasks).where(tasks.c.idempotency_key.in_([k for _, k in wanted]))))
-        .mappings()
-        .all()
-    )
-    earlier: dict[tuple[str, str], Mapping[Any, Any]] = {}
-    for row in rows:
-        found = (row["owner"] or "", row["idempotency_key"])
-        if found in wanted:
-            earlier[found] = row
-    first_here: dict[tuple[str, str], Mapping[Any, Any]] = {}
-    for index, item in enumerate(new):
-        key = _key_of(item)
-        if key is None:
-            continue
-        first = earlier.get(key) or first_here.setdefault(
-            key, {"id": item.id, "type": item.type, "params": item.params}
-        )
-        if not _same_request(first, item):
-            raise _key_conflict(first, item, index)
-    return earlier
-
-
-async def _apply_create(
-    wb: WriteBatch, new: NewTask, actor: str, earlier: Mapping[tuple[str, str], Mapping[Any, Any]]
-) -> CreateResult:
-    now = utcnow()
-    key = _key_of(new)
-    if key is not None and key in earlier:
-        return CreateResult(task_payload(earlier[key], now), created=False)
-    values = _new_task_row(new, now)
-    dialect = wb.conn.dialect.name
-    insert = postgresql.insert(tasks) if dialect == "postgresql" else sqlite.insert(tasks)
-    stmt = insert.values(**values)
-    if key is not None:
-        # No conflict target: the id is new, so only the per-owner key index can conflict
-        # (an expression index, which both engines would have to infer from a copy of it).
-        stmt = stmt.on_conflict_do_nothing()
-    row = (await wb.conn.execute(stmt.returning(*tasks.c))).mappings().first()
-    if row is None:
-        assert key is not None
-        existing = (
-            (
-                await wb.conn.execute(
-                    sa.select(tasks).where(
-                        tasks.c.idempotency_key == key[1],
-                        sa.func.coalesce(tasks.c.owner, sa.literal_column("''")) == key[0],
-                    )
-                )
-            )
-            .mappings()
-            .one()
-        )
-        if not _same_request(existing, new):
-            raise _KeyRaced()
-        return CreateResult(task_payload(existing, now), created=False)
-    payload = task_payload(row, now)
-    wb.record(TransitionRecord(new.id, None, State.QUEUED.value, now, "created", actor, payload))
-    return CreateResult(payload, created=True)
-
-
-async def _apply_transition(
+async def apply_transition(
     wb: WriteBatch,
     task_id: str,
     to: State,
@@ -970,7 +312,7 @@ async def _apply_transition(
         row = (await conn.execute(stmt, params)).mappings().first()
         if row is None:
             continue  # changed under us: read again and decide again
-        if is_terminal(to.value):
+        if on_entry(to).finishes:
             await conn.execute(
                 _EXPIRE_QUESTIONS, {"b_ids": [task_id], "b_now": now, "b_by": f"task {to.value}"}
             )
@@ -981,7 +323,7 @@ async def _apply_transition(
 
 @dataclass(slots=True)
 class _TransitionOp(GroupableOp):
-    """`Store.transition()` as an op: alone it is `_apply_transition`; with neighbours,
+    """`Store.transition()` as an op: alone it is `apply_transition`; with neighbours,
     the ones whose caller knows the current state share one UPDATE per kind."""
 
     task_id: str
@@ -998,7 +340,7 @@ class _TransitionOp(GroupableOp):
 
     async def __call__(self, wb: WriteBatch, *, hint: bool = True) -> TransitionResult:
         expect_from = self.expect_from if hint else None
-        return await _apply_transition(
+        return await apply_transition(
             wb, self.task_id, self.to, self.reason, self.actor, self.guard, self.fields, expect_from
         )
 
@@ -1062,15 +404,20 @@ async def _apply_transitions(wb: WriteBatch, ops: list[_TransitionOp]) -> list[t
 
 
 def _transition_values(to: State, fields: frozenset[str], now: Any, field_value: Any) -> dict[str, Any]:
-    """The SET clause of a transition to `to` (see `_apply_transition`)."""
+    """What a transition to `to` writes besides `state`, `updated_at` and `last_reason`:
+    what entering `to` writes (`states.ON_ENTRY`), then the caller's `fields`. The one
+    description of a transition's writes, for the single, the grouped and the claim."""
+    entry = on_entry(to)
     values: dict[str, Any] = {}
-    if to is State.PREPARING:
+    if entry.starts:
         values["started_at"] = sa.func.coalesce(tasks.c.started_at, now)
-    if is_terminal(to.value):
+    if entry.finishes:
         values["finished_at"] = now
         values["pending_questions"] = sa.null()
-        if to is State.COMPLETED:
-            values["progress"] = 100.0
+    if entry.full_progress:
+        values["progress"] = 100.0
+    if entry.releases_worker:
+        values["worker_id"] = sa.null()
     for name in sorted(fields):
         values[name] = field_value(name)
     return values
@@ -1171,18 +518,23 @@ _CLAIM_CANDIDATES_SKIP_LOCKED = _CLAIM_CANDIDATES.with_for_update(skip_locked=Tr
 #: (15,000 buffers a claim at 3,000 tasks); by an explicit list of ids it probes the key.
 #: By id alone, so that the primary key is the only index to use: the candidates are still
 #: queued, locked FOR UPDATE by this transaction (PostgreSQL) or read in this exclusive
-#: one (SQLite, a single writer).
+#: one (SQLite, a single writer). The claim is `queued → preparing`, checked against the
+#: table like every transition and writing what entering `preparing` writes; restoring a
+#: re-queued task also counts the restoration.
+check_transition(State.QUEUED, State.PREPARING)
 _CLAIM = (
     sa.update(tasks)
     .where(tasks.c.id.in_(sa.bindparam("b_ids", expanding=True)))
     .values(
         state=State.PREPARING.value,
-        worker_id=sa.bindparam("b_worker"),
-        heartbeat_at=_b_now,
         updated_at=_b_now,
-        started_at=sa.func.coalesce(tasks.c.started_at, _b_now),
         last_reason="claimed",
-        restore_pending=False,
+        **_transition_values(
+            State.PREPARING,
+            frozenset({"worker_id", "heartbeat_at", "restore_pending"}),
+            _b_now,
+            {"worker_id": sa.bindparam("b_worker"), "heartbeat_at": _b_now, "restore_pending": False}.get,
+        ),
         restoration_count=sa.case(
             (tasks.c.restore_pending, tasks.c.restoration_count + 1),
             else_=tasks.c.restoration_count,
@@ -1194,6 +546,7 @@ _CLAIM = (
 
 
 async def _apply_claim(wb: WriteBatch, worker_id: str, limit: int, is_sqlite: bool) -> list[dict[str, Any]]:
+    """Claim up to `limit` due tasks, highest priority then oldest first."""
     now = utcnow()
     candidates = _CLAIM_CANDIDATES if is_sqlite else _CLAIM_CANDIDATES_SKIP_LOCKED
     found = (await wb.conn.execute(candidates, {"b_now": now, "b_limit": limit})).all()
@@ -1218,138 +571,3 @@ async def _apply_claim(wb: WriteBatch, worker_id: str, limit: int, is_sqlite: bo
             )
         )
     return [{**row, "restoring": row["id"] in restoring} for row in claimed]
-
-
-ANALYZE_AFTER_CHANGES = 1_000
-ANALYZE_AT_MOST_EVERY = 60.0  # seconds, per instance
-_TASKS_STATISTICS = sa.text(
-    "SELECT n_live_tup AS live, n_mod_since_analyze AS changed FROM pg_stat_user_tables "
-    "WHERE relid = 'tasks'::regclass"
-)
-
-_HELD = tuple(sorted(s.value for s in HELD_STATES))
-_WATCHED = (State.PREPARING.value, State.RUNNING.value, State.COLLECTING.value)
-#: Workers gone this long, holding nothing, are forgotten.
-FORGET_WORKERS_AFTER = timedelta(days=1)
-
-
-async def _apply_sweep(
-    wb: WriteBatch, me: str, orphan_after: float, default_timeout: float
-) -> list[TransitionResult]:
-    conn = wb.conn
-    now = utcnow()
-    cutoff = now - timedelta(seconds=orphan_after)
-    await conn.execute(
-        sa.update(workers)
-        .where(workers.c.id != me, workers.c.heartbeat_at < cutoff, workers.c.state == "running")
-        .values(state="lost")
-    )
-    # Live is a recent heartbeat, whatever a sweeper once concluded: a worker marked lost
-    # that beats again (it stalled, then resumed) is live, and what it claims is its own.
-    live = sa.select(workers.c.id).where(
-        sa.or_(workers.c.id == me, sa.and_(workers.c.heartbeat_at >= cutoff, workers.c.state != "stopped"))
-    )
-    lost = (
-        await conn.execute(
-            sa.select(tasks.c.id, tasks.c.state, tasks.c.worker_id, tasks.c.attempt, tasks.c.max_attempts)
-            .where(
-                sa.or_(
-                    sa.and_(
-                        tasks.c.state.in_(_HELD),
-                        sa.or_(tasks.c.worker_id.is_(None), tasks.c.worker_id.not_in(live)),
-                    ),
-                    # Orphaned and left there (a hand-back cut short): finish the job.
-                    sa.and_(tasks.c.state == State.ORPHANED.value, tasks.c.updated_at < cutoff),
-                )
-            )
-            .limit(500)
-        )
-    ).all()
-    results: list[TransitionResult] = []
-    for task_id, state, worker_id, attempt, max_attempts in lost:
-        try:
-            if state != State.ORPHANED.value:
-                guard = Guard(worker_id, attempt) if worker_id is not None else None
-                if not can_transition(state, State.ORPHANED):
-                    results.append(
-                        await _apply_transition(
-                            wb,
-                            task_id,
-                            State.FAILED,
-                            "worker_lost",
-                            "sweeper",
-                            guard,
-                            {"error": "its worker was lost while stopping", "error_type": "WorkerLost"},
-                        )
-                    )
-                    continue
-                orphaned = await _apply_transition(
-                    wb, task_id, State.ORPHANED, "worker_lost", "sweeper", guard, {}
-                )
-                results.append(orphaned)
-                if not orphaned.applied:
-                    continue
-            if attempt < max_attempts:
-                fields = {
-                    "attempt": attempt + 1,
-                    "worker_id": None,
-                    "restoration_source": "worker_lost",
-                    "restore_pending": True,
-                }
-                results.append(
-                    await _apply_transition(wb, task_id, State.QUEUED, "worker_lost", "sweeper", None, fields)
-                )
-            else:
-                fields = {
-                    "error": f"its worker was lost on each of its {max_attempts} attempts",
-                    "error_type": "WorkerLost",
-                }
-                results.append(
-                    await _apply_transition(
-                        wb, task_id, State.FAILED, "attempts_exhausted", "sweeper", None, fields
-                    )
-                )
-        except InvalidTransition:
-            continue  # it moved on under us: nothing to recover
-    # Stuck: held by a live worker, but no sign of life for longer than the task's timeout.
-    watched = (
-        await conn.execute(
-            sa.select(
-                tasks.c.id, tasks.c.heartbeat_at, tasks.c.timeout_seconds, tasks.c.worker_id, tasks.c.attempt
-            ).where(tasks.c.state.in_(_WATCHED), tasks.c.worker_id.in_(live))
-        )
-    ).all()
-    for task_id, beat, timeout, worker_id, attempt in watched:
-        limit = timeout or default_timeout
-        # The worker's own timeout normally fires first; this catches a job that ignores it.
-        if beat is None or (now - beat).total_seconds() <= limit + orphan_after:
-            continue
-        try:
-            results.append(
-                await _apply_transition(
-                    wb,
-                    task_id,
-                    State.FAILED,
-                    "timeout",
-                    "sweeper",
-                    Guard(worker_id, attempt),
-                    {"error": f"no progress for more than {limit:g} s", "error_type": "TimeoutError"},
-                )
-            )
-        except InvalidTransition:
-            continue
-    await conn.execute(
-        sa.delete(workers).where(
-            workers.c.heartbeat_at < now - FORGET_WORKERS_AFTER,
-            workers.c.id.not_in(
-                sa.select(tasks.c.worker_id).where(
-                    tasks.c.worker_id.is_not(None), tasks.c.state.in_(ACTIVE_VALUES)
-                )
-            ),
-        )
-    )
-    return results
-
-
-def retention_cutoff(days: float) -> datetime:
-    return utcnow() - timedelta(days=days)

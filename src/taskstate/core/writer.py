@@ -6,8 +6,8 @@ one transaction, each op in the order it arrived. Transition rows get their
 lock is held until commit, so on PostgreSQL too `seq` order is commit order:
 a reader that has seen `seq = N` can never later find a committed row below
 N that it did not see. Events are published only after the commit, in `seq`
-order. If a batch fails, each op is retried in a transaction of its own, so
-one bad op fails alone.
+order (through the store, to the feed: the one way into the bus). If a batch
+fails, each op is retried in a transaction of its own, so one bad op fails alone.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any, Generic, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from taskstate.core.bus import Event, EventBus
+from taskstate.core.bus import Event
 from taskstate.core.db import is_closed, seq_counter, transitions
 from taskstate.core.errors import TaskstateError
 
@@ -98,13 +98,11 @@ class Writer:
     def __init__(
         self,
         engine: AsyncEngine,
-        bus: EventBus,
-        after_commit: Callable[[list[TransitionRecord]], None],
+        after_commit: Callable[[list[TransitionRecord], list[Event]], None],
         notify_channel: str | None = None,
         origin: str = "",
     ) -> None:
         self._engine = engine
-        self._bus = bus
         self._after_commit = after_commit
         self._notify_channel = notify_channel
         self._origin = origin
@@ -219,10 +217,8 @@ class Writer:
         if self.on_batch is not None:
             self.on_batch(len(batch), time.perf_counter() - started)
         # Committed: only now may anyone hear of it.
-        if wb.records:
-            self._after_commit(wb.records)
-        if wb.live_events:
-            self._bus.publish_many(wb.live_events)
+        if wb.records or wb.live_events:
+            self._after_commit(wb.records, wb.live_events)
         for pending, (ok, value) in zip(batch, outcomes, strict=True):
             if pending.future.done():
                 continue

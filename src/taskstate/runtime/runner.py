@@ -358,7 +358,7 @@ class RunningJob:
         ctx = self.ctx
         self._last_live = now
         self._live_pending = False
-        self.env.store.bus.publish(
+        self.env.store.publish(
             Event.of(
                 {
                     "type": "progress",
@@ -374,7 +374,7 @@ class RunningJob:
 
     def log(self, ctx: JobContext, level: str, message: str) -> None:
         line = self.output.add_line(utcnow(), level, message)
-        self.env.store.bus.publish(
+        self.env.store.publish(
             Event.of(
                 {
                     "type": "log",
@@ -545,7 +545,7 @@ class RunningJob:
         self._lease_lapses = lease.lapses
         while True:
             try:
-                row = await self.env.store.get_task_row(self.task_id)
+                row = await self.env.store.reads.get_task_row(self.task_id)
                 break
             except Exception:
                 log.warning("task %s: reading its row failed; retrying", self.task_id, exc_info=True)

@@ -25,8 +25,10 @@ from typing import Any
 
 from taskstate import __version__
 from taskstate.config import Settings
+from taskstate.core import sweep, workers
 from taskstate.core.bus import Event
 from taskstate.core.db import utcnow
+from taskstate.core.maintenance import TableStatistics
 from taskstate.core.states import State, is_terminal
 from taskstate.core.store import Store
 from taskstate.core.writer import TransitionRecord
@@ -47,6 +49,7 @@ class Supervisor:
         worker_id: str | None = None,
     ) -> None:
         self.store = store
+        self.statistics = TableStatistics(store.db)
         self.settings = settings
         self.worker_id = worker_id or new_worker_id()
         self.lease = Lease.for_timeouts(
@@ -105,7 +108,7 @@ class Supervisor:
             loop_task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         with contextlib.suppress(Exception):
-            await self.store.set_worker_state(self.worker_id, "stopped")
+            await workers.set_state(self.store, self.worker_id, "stopped")
         self.started = False
 
     def wake(self) -> None:
@@ -136,7 +139,7 @@ class Supervisor:
         """Stop `job` if its task's row no longer names this worker and attempt: another
         attempt will run it, and this one must not go on repeating its side effects."""
         try:
-            row = await self.store.get_task_row(job.task_id)
+            row = await self.store.reads.get_task_row(job.task_id)
         except Exception:
             log.warning("could not check who holds task %s", job.task_id, exc_info=True)
             return  # its next guarded write finds out
@@ -153,17 +156,6 @@ class Supervisor:
             job = self.running.get(event.task_id)
             if job is not None:
                 job.deliver_answer(str(question.get("id")), question.get("answer"))
-
-    def cancel_local(self, task_id: str) -> None:
-        """Fire a job's cancellation event now (the task is already terminal in the database)."""
-        job = self.running.get(task_id)
-        if job is not None:
-            job.stop("user", grace=self.settings.cancel_grace_seconds)
-
-    def stop_all_local(self) -> None:
-        """Stop every job this instance runs (emergency reset: their tasks are already terminal)."""
-        for job in list(self.running.values()):
-            job.stop("user", grace=self.settings.cancel_grace_seconds)
 
     # -- claiming --------------------------------------------------------------------------
 
@@ -260,7 +252,8 @@ class Supervisor:
             if self._stopping:
                 continue  # handing our own tasks back; sweeping now would race with that
             try:
-                results = await self.store.sweep(
+                results = await sweep.sweep(
+                    self.store,
                     me=self.worker_id,
                     orphan_after=self.settings.orphan_after_seconds,
                     default_timeout=self.settings.task_timeout_seconds,
@@ -274,21 +267,21 @@ class Supervisor:
                         "sweeper: task %s %s -> %s", result.task.get("id"), result.from_state, result.to_state
                     )
             try:
-                if await self.store.refresh_statistics():
+                if await self.statistics.refresh():
                     log.info("analysed the tasks table (it changed by more than its size)")
             except Exception:
                 log.exception("refreshing the tasks table's statistics failed")
 
     async def _beat(self) -> None:
         started = time.monotonic()
-        if not await self.store.heartbeat(self.worker_id):
+        if not await workers.heartbeat(self.store, self.worker_id):
             log.warning("this worker's row was gone (forgotten as lost): registering again")
             await self._register()
         self.lease.renewed(started)
 
     async def _register(self) -> None:
-        await self.store.register_worker(
-            self.worker_id, host=socket.gethostname(), pid=os.getpid(), version=__version__
+        await workers.register(
+            self.store, self.worker_id, host=socket.gethostname(), pid=os.getpid(), version=__version__
         )
 
     @property

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from taskstate import __version__
-from taskstate.core import questions
+from taskstate.core import questions, states, sweep, workers
 from taskstate.core.migrations import current_revision, head_revision
 from taskstate.web import auth
 from taskstate.web.deps import AdminDep, ServicesDep, ViewerDep
@@ -17,6 +17,7 @@ from taskstate.web.error_responses import error_responses
 from taskstate.web.schemas import (
     ClientConfig,
     HealthStatus,
+    Lifecycle,
     QuestionList,
     ResetResult,
     TaskTypeList,
@@ -42,8 +43,7 @@ async def reset(services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
 
     A task whose state cannot go to `cancelled` (`stopping`, `orphaned`) ends `failed` instead.
     """
-    results = await services.store.cancel_active(reason="reset", actor="admin")
-    services.supervisor.stop_all_local()
+    results = await services.store.reset(reason="reset", actor="admin")
     return {"reset": sum(1 for r in results if r.applied)}
 
 
@@ -56,7 +56,8 @@ async def reset(services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
 )
 async def list_workers(services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
     """The instances, newest first, with their heartbeat age and the tasks they hold."""
-    return {"items": await services.store.list_workers(orphan_after=services.settings.orphan_after_seconds)}
+    orphan_after = services.settings.orphan_after_seconds
+    return {"items": await workers.list_workers(services.store.db, orphan_after=orphan_after)}
 
 
 @router.get(
@@ -129,6 +130,13 @@ async def list_task_types(services: ServicesDep, _viewer: ViewerDep) -> dict[str
     }
 
 
+@router.get("/api/v2/states", operation_id="get_lifecycle", response_model=Lifecycle, tags=["tasks"])
+async def get_lifecycle() -> dict[str, Any]:
+    """The transition table and its rules: which calls each state allows, where a reset
+    leaves each state. Public, like the contract it publishes."""
+    return states.published()
+
+
 @router.get(
     "/metrics",
     operation_id="metrics",
@@ -183,13 +191,13 @@ async def readyz(services: ServicesDep) -> Any:
     checks: dict[str, Any] = {}
     stuck: int | None = None
     try:
-        await services.store.ping()
+        await services.reads.ping()
         checks["database"] = "ok"
         revision = await current_revision(services.store.db.reader)
         checks["migrations"] = (
             "ok" if revision == head_revision() else f"at {revision}, head is {head_revision()}"
         )
-        stuck = await services.store.count_stuck(settings.task_timeout_seconds)
+        stuck = await sweep.count_stuck(services.store.db, settings.task_timeout_seconds)
     except Exception as exc:
         checks["database"] = f"unreachable: {type(exc).__name__}"
     if settings.run_supervisor:

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from taskstate.config import Settings
 from taskstate.core.pgsync import PostgresSync
+from taskstate.core.reads import TaskReads
 from taskstate.core.store import Store
 from taskstate.runtime.jobs import JobRegistry
 from taskstate.runtime.supervisor import Supervisor
@@ -25,6 +26,10 @@ class Services:
     revocations: RevocationWatch
     sync: PostgresSync | None = None
     metrics: Metrics | None = None
+
+    @property
+    def reads(self) -> TaskReads:
+        return self.store.reads
 
 
 def services_of(request: Request) -> Services:

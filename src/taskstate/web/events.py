@@ -84,7 +84,7 @@ async def events(ws: WebSocket) -> None:
         await ws.close(POLICY_VIOLATION)
         return
     if since is not None:
-        newest = await services.store.latest_seq()
+        newest = await services.reads.latest_seq()
         if since > newest:
             # Seq is gap-free and commit-ordered: no client can have seen one past the newest
             # committed seq, and a subscriber waiting for it would never hear anything.
@@ -154,7 +154,7 @@ class _Visibility:
     """Which events a subscriber may see: all of them, or those of its own tasks."""
 
     def __init__(self, services: Services, principal: Principal) -> None:
-        self._store = services.store
+        self._reads = services.reads
         self._me = principal.owner_filter
         self._owners: dict[str, str | None] = {}
 
@@ -171,7 +171,7 @@ class _Visibility:
         if isinstance(task, dict) and "owner" in task:
             self._owners[event.task_id] = task["owner"]
         elif event.task_id not in self._owners:
-            row = await self._store.get_task_row(event.task_id)
+            row = await self._reads.get_task_row(event.task_id)
             if len(self._owners) > 10_000:
                 self._owners.clear()
             self._owners[event.task_id] = row["owner"] if row is not None else None
@@ -256,20 +256,20 @@ async def _send_events(
 ) -> None:
     store = services.store
     if since is None:
-        last, items = await store.snapshot()
+        last, items = await store.reads.snapshot()
         items = [t for t in items if visible.task(t)]
         if task_id is not None:
             items = [t for t in items if t["id"] == task_id]
             if not items:
-                row = await store.get_task_row(task_id)
+                row = await store.reads.get_task_row(task_id)
                 if row is not None and visible.owner(row["owner"]):
-                    items = [await store.get_task(task_id)]
+                    items = [await store.reads.get_task(task_id)]
         for text in snapshot_messages(last, items):
             await _send(ws, text)
     else:
         last = since
         while True:
-            page = await store.transitions_since(last, task_id=task_id, limit=REPLAY_PAGE)
+            page = await store.reads.transitions_since(last, task_id=task_id, limit=REPLAY_PAGE)
             for event in page:
                 assert event.seq is not None
                 last = event.seq

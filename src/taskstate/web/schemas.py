@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.types import Strict
 
-from taskstate.core.states import State
+from taskstate.core.states import Call, State
 from taskstate.runtime.jobs import TaskKind
 
 StrictInt = Annotated[int, Strict()]
@@ -178,6 +178,27 @@ class ClientConfig(BaseModel):
     task_polling_frequency: int = Field(description="ms between polls while the WebSocket is down.")
     auth: Literal["off", "tokens"]
     version: str
+
+
+class StateInfo(BaseModel):
+    name: State
+    description: str
+    terminal: bool
+
+
+class Lifecycle(BaseModel):
+    """The transition table (CONTRACT §1) and the rules declared beside it, as the server
+    applies them: clients read this instead of encoding the table themselves."""
+
+    states: list[StateInfo]
+    transitions: dict[State, list[State]] = Field(description="For each state, the states it may go to.")
+    calls: dict[Call, list[State]] = Field(
+        description="For each call (`cancel`, `stop`, `retry`), the states in which it is allowed; "
+        "in any other the call answers 409 `invalid_transition`."
+    )
+    reset: dict[State, State] = Field(
+        description="Emergency reset: the state in which it leaves a task in each active state."
+    )
 
 
 class TransitionPublic(BaseModel):

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Response, status
 
-from taskstate.core import questions, tasklog
+from taskstate.core import questions
+from taskstate.core.creation import NewTask
 from taskstate.core.errors import (
     IdempotencyConflict,
     InvalidTransition,
@@ -19,8 +20,11 @@ from taskstate.core.errors import (
     TaskstateError,
     ValidationFailed,
 )
-from taskstate.core.states import State, is_terminal
-from taskstate.core.store import HistoryFilter, NewTask, Outcome, retention_cutoff
+from taskstate.core.maintenance import delete_finished_before, retention_cutoff
+from taskstate.core.payloads import task_payload
+from taskstate.core.reads import HistoryFilter
+from taskstate.core.states import CALL_TARGETS, Call, State, allows
+from taskstate.core.store import Outcome
 from taskstate.web.auth import Principal
 from taskstate.web.deps import AdminDep, OperatorDep, ServicesDep, ViewerDep
 from taskstate.web.error_responses import error_responses
@@ -61,7 +65,7 @@ def checked_id(task_id: str) -> str:
 
 async def owned_task(services: ServicesDep, principal: Principal, task_id: str) -> Mapping[Any, Any]:
     """The task's row, if it exists and `principal` may see it (404, 403 otherwise)."""
-    row = await services.store.get_task_row(checked_id(task_id))
+    row = await services.reads.get_task_row(checked_id(task_id))
     if row is None:
         raise NotFound(f"no task with id {task_id!r}")
     principal.check_owner(row["owner"])
@@ -189,7 +193,7 @@ async def list_tasks(
         q=q,
         owner=principal.owner_filter,
     )
-    items, next_cursor, total = await services.store.list_tasks(flt, limit=limit, cursor=cursor)
+    items, next_cursor, total = await services.reads.list_tasks(flt, limit=limit, cursor=cursor)
     return {"items": items, "next_cursor": next_cursor, "total": total}
 
 
@@ -205,7 +209,7 @@ async def list_active_tasks(services: ServicesDep, principal: ViewerDep) -> dict
     `seq` is the newest transition the list includes (read in one snapshot): a client that
     opens the WebSocket with `since=seq` misses nothing and is sent nothing twice.
     """
-    seq, items = await services.store.snapshot()
+    seq, items = await services.reads.snapshot()
     owner = principal.owner_filter
     return {"items": [t for t in items if owner is None or t["owner"] == owner], "seq": seq}
 
@@ -223,7 +227,7 @@ async def cleanup_tasks(
     days = body.older_than_days if body and body.older_than_days is not None else None
     if days is None:
         days = services.settings.task_history_retention_days
-    deleted = await services.store.delete_finished_before(retention_cutoff(days))
+    deleted = await delete_finished_before(services.store, retention_cutoff(days))
     return {"deleted": deleted}
 
 
@@ -234,9 +238,7 @@ async def cleanup_tasks(
     responses=error_responses(401, 403, 404, 422),
 )
 async def get_task(task_id: str, services: ServicesDep, principal: ViewerDep) -> dict[str, Any]:
-    task = await services.store.get_task(checked_id(task_id))
-    principal.check_owner(task["owner"])
-    return task
+    return task_payload(await owned_task(services, principal, task_id))
 
 
 @router.get(
@@ -248,7 +250,7 @@ async def get_task(task_id: str, services: ServicesDep, principal: ViewerDep) ->
 async def list_task_transitions(task_id: str, services: ServicesDep, principal: ViewerDep) -> dict[str, Any]:
     """The task's transition rows, oldest first."""
     row = await owned_task(services, principal, task_id)
-    return {"items": await services.store.transitions_of(row["id"])}
+    return {"items": await services.reads.transitions_of(row["id"])}
 
 
 @router.post(
@@ -262,12 +264,29 @@ async def cancel_task(task_id: str, services: ServicesDep, principal: OperatorDe
 
     Cancelling a cancelled task answers it again; any other terminal task is a 409.
     """
-    task_id = (await owned_task(services, principal, task_id))["id"]
-    result = await services.store.transition(task_id, State.CANCELLED, reason="user", actor="api")
-    if result.outcome is Outcome.REFUSED:
-        raise InvalidTransition(result.from_state, State.CANCELLED.value)
-    services.supervisor.cancel_local(task_id)
-    return await services.store.get_task(task_id)
+    return await _call(services, principal, task_id, Call.CANCEL)
+
+
+_REFUSALS = {
+    Call.CANCEL: "a {state} task cannot be cancelled",
+    Call.STOP: "only a serving task can be stopped, not a {state} one",
+}
+
+
+async def _call(services: ServicesDep, principal: Principal, task_id: str, call: Call) -> dict[str, Any]:
+    """A call that moves the task (cancel, stop), if `states.CALLS` allows it in its state.
+
+    The task is read once, to check its owner and the rule; the answer is the task as the
+    transition left it (or as read, when it was in the state asked for already).
+    """
+    row = await owned_task(services, principal, task_id)
+    to = CALL_TARGETS[call]
+    if not allows(call, row["state"]):
+        raise InvalidTransition(row["state"], to.value, _REFUSALS[call].format(state=row["state"]))
+    result = await services.store.transition(row["id"], to, reason="user", actor="api")
+    if result.outcome is Outcome.REFUSED:  # it ended meanwhile
+        raise InvalidTransition(result.from_state, to.value)
+    return result.task if result.applied else task_payload(row)
 
 
 @router.post(
@@ -281,18 +300,7 @@ async def stop_task(task_id: str, services: ServicesDep, principal: OperatorDep)
 
     Stopping a task that is stopping already answers it again; any other state is a 409.
     """
-    row = await owned_task(services, principal, task_id)
-    task_id = row["id"]
-    if row["state"] not in (State.SERVING, State.STOPPING):
-        raise InvalidTransition(
-            row["state"],
-            State.STOPPING.value,
-            f"only a serving task can be stopped, not a {row['state']} one",
-        )
-    result = await services.store.transition(task_id, State.STOPPING, reason="user", actor="api")
-    if result.outcome is Outcome.REFUSED:
-        raise InvalidTransition(result.from_state, State.STOPPING.value)
-    return await services.store.get_task(task_id)
+    return await _call(services, principal, task_id, Call.STOP)
 
 
 @router.post(
@@ -317,7 +325,7 @@ async def answer_question(
             f"the answer is {size} bytes; the limit is {services.settings.max_params_bytes}"
         )
     await questions.answer(services.store, task_id, question_id, body.answer, by="api")
-    return await services.store.get_task(task_id)
+    return await services.reads.get_task(task_id)
 
 
 @router.get(
@@ -335,7 +343,7 @@ async def list_task_logs(
 ) -> dict[str, Any]:
     """The task's log lines after line `after`, oldest first."""
     row = await owned_task(services, principal, task_id)
-    items = await tasklog.read(services.store, row["id"], after=after, limit=limit)
+    items = await services.reads.logs_of(row["id"], after=after, limit=limit)
     return {"items": items, "next_after": items[-1]["seq"] if items else after}
 
 
@@ -349,7 +357,7 @@ async def list_task_logs(
 async def retry_task(task_id: str, services: ServicesDep, principal: OperatorDep) -> dict[str, Any]:
     """A new task with the same type and params as a failed or cancelled one (`retry_of` links them)."""
     row = await owned_task(services, principal, task_id)
-    if row["state"] not in (State.FAILED, State.CANCELLED):
+    if not allows(Call.RETRY, row["state"]):
         raise InvalidTransition(
             row["state"],
             State.QUEUED.value,
@@ -370,6 +378,3 @@ async def retry_task(task_id: str, services: ServicesDep, principal: OperatorDep
     new = new_task(services, body, owner=principal.name, retry_of=row["id"])
     [result] = await services.store.create_tasks([new], actor="api")
     return result.task
-
-
-__all__ = ["is_terminal", "router"]

@@ -1,0 +1,262 @@
+"""Reading tasks: one task, the active ones, history with its cursor, transition rows, the
+replay from a `seq`, and a task's log.
+
+Reads never go through the writer: on SQLite they use the pool of reader connections
+(a consistent WAL snapshot each), on PostgreSQL autocommit connections (one statement,
+one snapshot), and a read that needs several statements to agree asks for one snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from taskstate.core.bus import Event
+from taskstate.core.db import ACTIVE_VALUES, Database, iso, seq_counter, task_logs, tasks, transitions, utcnow
+from taskstate.core.errors import NotFound, ValidationFailed
+from taskstate.core.payloads import task_payload, transition_event, transition_row_payload
+from taskstate.core.writer import TransitionRecord
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFilter:
+    states: Sequence[str] = ()
+    type: str | None = None
+    trigger: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    q: str | None = None
+    owner: str | None = None
+
+
+def encode_cursor(created_at: datetime, task_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), task_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, task_id = json.loads(raw)
+        # Only what encode_cursor writes: an instant that fits in UTC, and a task id (a UUID).
+        return datetime.fromisoformat(created).astimezone(UTC), str(uuid.UUID(task_id))
+    except (ValueError, TypeError, AttributeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
+        raise ValidationFailed("cursor is not one this server issued", field="cursor") from exc
+
+
+class TaskReads:
+    """Every read of tasks and their rows, on one database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get_task(self, task_id: str) -> dict[str, Any]:
+        async with self.db.reader.connect() as conn:
+            row = (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))).mappings().first()
+        if row is None:
+            raise NotFound(f"no task with id {task_id!r}")
+        return task_payload(row)
+
+    async def get_task_row(self, task_id: str) -> Mapping[Any, Any] | None:
+        async with self.db.reader.connect() as conn:
+            return (await conn.execute(sa.select(tasks).where(tasks.c.id == task_id))).mappings().first()
+
+    async def snapshot(self) -> tuple[int, list[dict[str, Any]]]:
+        """The newest `seq` and the active tasks, read in one consistent snapshot."""
+        engine = self.db.reader
+        async with engine.connect() as conn:
+            if not self.db.is_sqlite:
+                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                seq = await _latest_seq(conn)
+                items = await _active(conn)
+        return seq, items
+
+    async def latest_seq(self) -> int:
+        async with self.db.reader.connect() as conn:
+            return await _latest_seq(conn)
+
+    async def list_tasks(
+        self, flt: HistoryFilter, *, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None, int]:
+        conditions: list[sa.ColumnElement[bool]] = []
+        if flt.states:
+            conditions.append(tasks.c.state.in_(list(flt.states)))
+        if flt.type:
+            conditions.append(tasks.c.type == flt.type)
+        if flt.trigger:
+            conditions.append(tasks.c.trigger == flt.trigger)
+        if flt.created_after:
+            conditions.append(tasks.c.created_at >= flt.created_after)
+        if flt.created_before:
+            conditions.append(tasks.c.created_at < flt.created_before)
+        if flt.q:
+            conditions.append(tasks.c.name.icontains(flt.q, autoescape=True))
+        if flt.owner is not None:
+            conditions.append(tasks.c.owner == flt.owner)
+        after: list[sa.ColumnElement[bool]] = []
+        if cursor:
+            created, last_id = decode_cursor(cursor)
+            # A row value: one range on the (created_at DESC, id DESC) indexes.
+            start = sa.tuple_(
+                sa.literal(created, tasks.c.created_at.type), sa.literal(last_id, tasks.c.id.type)
+            )
+            after.append(sa.tuple_(tasks.c.created_at, tasks.c.id) < start)
+        newest_first = (tasks.c.created_at.desc(), tasks.c.id.desc())
+        if len(flt.states) > 1:
+            # One index range per state, merged: `state IN (...)` would sort every match.
+            others = conditions[1:]
+            parts = [
+                sa.select(
+                    sa.select(tasks)
+                    .where(tasks.c.state == state, *others, *after)
+                    .order_by(*newest_first)
+                    .limit(limit + 1)
+                    .subquery()
+                )
+                for state in dict.fromkeys(flt.states)
+            ]
+            merged = sa.union_all(*parts).subquery()
+            page: sa.Select[Any] = (
+                sa.select(merged).order_by(merged.c.created_at.desc(), merged.c.id.desc()).limit(limit + 1)
+            )
+        else:
+            page = sa.select(tasks).where(*conditions, *after).order_by(*newest_first).limit(limit + 1)
+        count = sa.select(sa.func.count()).select_from(tasks).where(*conditions)
+
+        async def read(query: sa.Select[Any]) -> Sequence[Any]:
+            async with self.db.reader.connect() as conn:
+                found: Sequence[Any] = (await conn.execute(query)).all()
+                return found
+
+        # `total` is counted on every page (tasks come and go while a client pages), so
+        # the page and the count run side by side, on two connections.
+        rows, counted = await asyncio.gather(read(page), read(count))
+        total = int(counted[0][0])
+        now = utcnow()
+        items = [task_payload(r._mapping, now) for r in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]._mapping
+            next_cursor = encode_cursor(last["created_at"], last["id"])
+        return items, next_cursor, total
+
+    async def transitions_of(self, task_id: str) -> list[dict[str, Any]]:
+        async with self.db.reader.connect() as conn:
+            exists = (await conn.execute(sa.select(tasks.c.id).where(tasks.c.id == task_id))).first()
+            if exists is None:
+                raise NotFound(f"no task with id {task_id!r}")
+            rows = (
+                (
+                    await conn.execute(
+                        sa.select(transitions)
+                        .where(transitions.c.task_id == task_id)
+                        .order_by(transitions.c.seq)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        return [transition_row_payload(r) for r in rows]
+
+    async def transitions_since(
+        self, since: int, *, task_id: str | None = None, limit: int = 500
+    ) -> list[Event]:
+        """Replay: committed transitions with `seq > since`, oldest first, as events.
+
+        `task` in each is the task as it is now; the transition itself is as it was.
+        """
+        async with self.db.reader.connect() as conn:
+            records = await _records_since(conn, since, task_id, limit)
+        return [transition_event(rec) for rec in records]
+
+    async def committed_since(self, after: int, limit: int) -> tuple[list[TransitionRecord], int]:
+        async with self.db.reader.connect() as conn:
+            committed = await _latest_seq(conn)
+            if limit <= 0 or committed <= after:
+                return [], committed
+            records = await _records_since(conn, after, None, limit)
+        return [r for r in records if r.seq is not None and r.seq <= committed], committed
+
+    async def ping(self) -> None:
+        async with self.db.reader.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def logs_of(self, task_id: str, *, after: int, limit: int) -> list[dict[str, Any]]:
+        async with self.db.reader.connect() as conn:
+            exists = (await conn.execute(sa.select(tasks.c.id).where(tasks.c.id == task_id))).first()
+            if exists is None:
+                raise NotFound(f"no task with id {task_id!r}")
+            rows = (
+                (
+                    await conn.execute(
+                        sa.select(task_logs)
+                        .where(task_logs.c.task_id == task_id, task_logs.c.seq > after)
+                        .order_by(task_logs.c.seq)
+                        .limit(limit)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        return [
+            {"seq": r["seq"], "at": iso(r["at"]), "level": r["level"], "message": r["message"]} for r in rows
+        ]
+
+
+async def _records_since(
+    conn: AsyncConnection, since: int, task_id: str | None, limit: int
+) -> list[TransitionRecord]:
+    query = (
+        sa.select(transitions, tasks)
+        .select_from(transitions.outerjoin(tasks, tasks.c.id == transitions.c.task_id))
+        .where(transitions.c.seq > since)
+        .order_by(transitions.c.seq)
+        .limit(limit)
+    )
+    if task_id is not None:
+        query = query.where(transitions.c.task_id == task_id)
+    rows = (await conn.execute(query)).all()
+    now = utcnow()
+    records = []
+    n = len(transitions.c)
+    for row in rows:
+        t = row._mapping
+        task_cols = dict(zip(tasks.c.keys(), row[n:], strict=True))
+        records.append(
+            TransitionRecord(
+                task_id=t[transitions.c.task_id],
+                from_state=t[transitions.c.from_state],
+                to_state=t[transitions.c.to_state],
+                at=t[transitions.c.at],
+                reason=t[transitions.c.reason],
+                actor=t[transitions.c.actor],
+                task=task_payload(task_cols, now) if task_cols["id"] is not None else {},
+                seq=t[transitions.c.seq],
+            )
+        )
+    return records
+
+
+async def _latest_seq(conn: AsyncConnection) -> int:
+    value = (
+        await conn.execute(sa.select(seq_counter.c.value).where(seq_counter.c.id == 1))
+    ).scalar_one_or_none()
+    return int(value or 0)
+
+
+async def _active(conn: AsyncConnection) -> list[dict[str, Any]]:
+    query = sa.select(tasks).where(tasks.c.state.in_(ACTIVE_VALUES)).order_by(tasks.c.created_at)
+    rows = (await conn.execute(query)).mappings().all()
+    now = utcnow()
+    return [task_payload(r, now) for r in rows]

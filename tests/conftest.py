@@ -25,7 +25,7 @@ from taskstate.core.db import open_database
 from taskstate.core.migrations import upgrade_to_head
 from taskstate.core.store import Store
 from taskstate.runtime.demo_jobs import register as register_demo_jobs
-from taskstate.runtime.jobs import JobRegistry
+from taskstate.runtime.registry import JobRegistry
 from taskstate.web.header_timeout import header_timeout_protocol
 from tests import jobs as test_jobs
 

@@ -41,7 +41,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 
 from taskstate.app import create_app  # noqa: E402
 from taskstate.runtime.demo_jobs import register as register_demo_jobs  # noqa: E402
-from taskstate.runtime.jobs import JobRegistry  # noqa: E402
+from taskstate.runtime.registry import JobRegistry  # noqa: E402
 from tests.conftest import live_server, make_settings  # noqa: E402
 
 #: Generated examples per operation and generation mode (positive, negative), on each of the

@@ -23,7 +23,7 @@ from types import ModuleType
 import httpx
 
 from taskstate.runtime.demo_jobs import register as register_demo_jobs
-from taskstate.runtime.jobs import JobRegistry
+from taskstate.runtime.registry import JobRegistry
 from tests.conftest import live_server, make_settings
 from tests.processes import free_port
 

@@ -28,7 +28,8 @@ from taskstate.core.migrations import upgrade_to_head
 from taskstate.core.pgsync import PostgresSync
 from taskstate.core.store import NOTIFY_CHANNEL, Store
 from taskstate.runtime import demo_jobs
-from taskstate.runtime.jobs import JobLogHandler, JobRegistry
+from taskstate.runtime.context import JobLogHandler
+from taskstate.runtime.registry import JobRegistry
 from taskstate.runtime.runner import new_worker_id
 from taskstate.runtime.supervisor import Supervisor
 from taskstate.web import admin, tasks

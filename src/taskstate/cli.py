@@ -20,7 +20,7 @@ def _serve(args: argparse.Namespace) -> int:
     from taskstate import logconfig
     from taskstate.app import create_app
     from taskstate.config import Settings
-    from taskstate.runtime.jobs import JobsModuleError
+    from taskstate.runtime.registry import JobsModuleError
     from taskstate.web.header_timeout import header_timeout_protocol
 
     if args.database_url:

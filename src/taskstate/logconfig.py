@@ -17,7 +17,7 @@ import re
 import sys
 from datetime import UTC, datetime
 
-from taskstate.runtime.jobs import current_context
+from taskstate.runtime.context import current_context
 
 #: Set once the supervisor knows who it is.
 worker_id: str | None = None

@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskstate.runtime.jobs import JobContext, JobRegistry, NoParams, TaskKind
+from taskstate.runtime.context import JobContext
+from taskstate.runtime.registry import JobRegistry, NoParams, TaskKind
 
 
 class SleepParams(BaseModel):

@@ -24,42 +24,31 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any
 
 from pydantic import ValidationError
 
 from taskstate import __version__
 from taskstate.config import Settings
-from taskstate.core import questions
 from taskstate.core.bus import Event
 from taskstate.core.db import iso, utcnow
 from taskstate.core.errors import TaskstateError
 from taskstate.core.nesting import too_deep, too_deep_message
 from taskstate.core.states import State, is_terminal
 from taskstate.core.store import Guard, Outcome, Store, TransitionResult
-from taskstate.runtime.jobs import (
-    CheckpointTooLarge,
-    JobCancelled,
-    JobContext,
-    JobRegistry,
-    JobSpec,
-    TaskKind,
-    current_context,
-)
+from taskstate.runtime.asking import JobQuestions
+from taskstate.runtime.context import CheckpointTooLarge, JobCancelled, JobContext, current_context
+from taskstate.runtime.durably import Refusal, durably
 from taskstate.runtime.lease import Lease
 from taskstate.runtime.output import JobOutput, PendingOutput, ProgressUpdate, store_outputs
+from taskstate.runtime.registry import JobRegistry, JobSpec, TaskKind
 
 log = logging.getLogger(__name__)
 
 LIVE_PROGRESS_INTERVAL = 0.1
-#: How long a job's own writes are retried through database failures before it gives up.
-WRITE_RETRY_SECONDS = 30.0
-
-T = TypeVar("T")
-ANSWER_POLL_SECONDS = 1.0
 
 
 def system_info() -> dict[str, Any]:
@@ -85,7 +74,7 @@ class RunnerEnv:
     lease: Lease
 
 
-class _Stop(Exception):
+class _Stop(Refusal):
     """The task is no longer ours to move: end quietly."""
 
 
@@ -116,8 +105,7 @@ class RunningJob:
         self._dirty = False
         self._lease_lapses = env.lease.lapses
         self.output = JobOutput(self.task_id, env.worker_id, row["attempt"], row.get("log_seq") or 0)
-        self._asked = 0
-        self._answers: dict[str, asyncio.Future[Any]] = {}
+        self.questions = JobQuestions(self.task_id, self.guard, env.store, env.settings.max_pending_questions)
         # When this attempt entered each state, for the run report.
         self._entered: list[tuple[str, datetime]] = [("preparing", row["updated_at"])]
         if not row.get("restoring") and row["attempt"] == 1:
@@ -141,9 +129,7 @@ class RunningJob:
             self.hard_stop = asyncio.get_running_loop().call_later(grace, self.task.cancel)
 
     def deliver_answer(self, question_id: str, answer: Any) -> None:
-        waiter = self._answers.get(question_id)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(answer)
+        self.questions.deliver(question_id, answer)
 
     # -- the lifecycle ---------------------------------------------------------------------
 
@@ -310,7 +296,7 @@ class RunningJob:
             )
 
         try:
-            result = await self._persist(f"-> {to}", write)
+            result = await durably(self.task_id, f"-> {to}", write)
         except _Stop:
             raise
         except TaskstateError as exc:
@@ -325,24 +311,6 @@ class RunningJob:
         self.state = to
         if result.record is not None:
             self._entered.append((to.value, result.record.at))
-
-    async def _persist(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
-        """`call`, retried through transient database failures (a connection lost, a
-        failover) for up to WRITE_RETRY_SECONDS: a job must not fail because the database
-        blinked. A refusal (`TaskstateError`) is an answer, not retried."""
-        delay = 0.1
-        deadline = time.monotonic() + WRITE_RETRY_SECONDS
-        while True:
-            try:
-                return await call()
-            except (TaskstateError, _Stop):
-                raise
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                log.warning("task %s: %s failed; retrying", self.task_id, what, exc_info=True)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
 
     # -- the JobContext's reporter ---------------------------------------------------------
 
@@ -398,8 +366,10 @@ class RunningJob:
         limit = self.env.settings.max_checkpoint_bytes
         if size > limit:
             raise CheckpointTooLarge(f"checkpoint is {size} bytes; the limit is {limit}")
-        saved = await self._persist(
-            "saving a checkpoint", lambda: self.env.store.save_checkpoint(self.task_id, self.guard, text)
+        saved = await durably(
+            self.task_id,
+            "saving a checkpoint",
+            lambda: self.env.store.save_checkpoint(self.task_id, self.guard, text),
         )
         if not saved:
             ctx.cancelled.set()
@@ -436,65 +406,7 @@ class RunningJob:
         timeout_seconds: float | None,
         default: Any,
     ) -> Any:
-        self._asked += 1
-        key = key or f"q{self._asked}"
-        if choices is not None:
-            choices = [str(c) for c in choices]
-            if not choices:
-                raise ValueError("choices, when given, must not be empty")
-        if too_deep(context) or too_deep(default):
-            raise ValueError(too_deep_message("the question's context or default"))
-        timeout_at = utcnow() + timedelta(seconds=timeout_seconds) if timeout_seconds is not None else None
-        asked = await self._persist(
-            "asking a question",
-            lambda: questions.ask(
-                self.env.store,
-                self.task_id,
-                self.guard,
-                key=key,
-                question=str(question),
-                choices=choices,
-                context=context,
-                timeout_at=timeout_at,
-                default=default,
-                max_pending=self.env.settings.max_pending_questions,
-            ),
-        )
-        if asked is None:
-            ctx.cancelled.set()
-            raise JobCancelled(self.task_id)
-        if asked.status != "pending":
-            return asked.answer
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._answers[asked.id] = waiter
-        deadline = asked.timeout_at
-        try:
-            while True:
-                wait = ANSWER_POLL_SECONDS
-                if deadline is not None:
-                    wait = max(0.0, min(wait, (deadline - utcnow()).total_seconds()))
-                cancelled = asyncio.ensure_future(ctx.cancelled.wait())
-                try:
-                    await asyncio.wait({waiter, cancelled}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    cancelled.cancel()
-                if waiter.done():
-                    return waiter.result()
-                ctx.raise_if_cancelled()
-                # Answered elsewhere (another instance, or while we were down)?
-                current = await self._persist(
-                    "reading a question", lambda: questions.status_of(self.env.store, asked.id)
-                )
-                if current is not None and current.status != "pending":
-                    return current.answer
-                if deadline is not None and utcnow() >= deadline:
-                    expired = await self._persist(
-                        "expiring a question",
-                        lambda: questions.expire(self.env.store, self.task_id, asked.id),
-                    )
-                    return expired.answer if expired is not None else default
-        finally:
-            self._answers.pop(asked.id, None)
+        return await self.questions.ask(ctx, question, choices, context, key, timeout_seconds, default)
 
     # -- flushing --------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from taskstate.config import Settings
 from taskstate.core.pgsync import PostgresSync
 from taskstate.core.reads import TaskReads
 from taskstate.core.store import Store
-from taskstate.runtime.jobs import JobRegistry
+from taskstate.runtime.registry import JobRegistry
 from taskstate.runtime.supervisor import Supervisor
 from taskstate.web.auth import ANONYMOUS, Principal, RevocationWatch, Role, authenticate, bearer
 from taskstate.web.metrics import Metrics

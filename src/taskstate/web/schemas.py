@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.types import Strict
 
 from taskstate.core.states import Call, State
-from taskstate.runtime.jobs import TaskKind
+from taskstate.runtime.registry import TaskKind
 
 StrictInt = Annotated[int, Strict()]
 #: No U+0000: PostgreSQL cannot store it in text.

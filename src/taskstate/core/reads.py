@@ -152,10 +152,8 @@ class TaskReads:
         return items, next_cursor, total
 
     async def transitions_of(self, task_id: str) -> list[dict[str, Any]]:
+        """The task's transition rows, oldest first (none for a task that does not exist)."""
         async with self.db.reader.connect() as conn:
-            exists = (await conn.execute(sa.select(tasks.c.id).where(tasks.c.id == task_id))).first()
-            if exists is None:
-                raise NotFound(f"no task with id {task_id!r}")
             rows = (
                 (
                     await conn.execute(
@@ -193,10 +191,8 @@ class TaskReads:
             await conn.execute(sa.text("SELECT 1"))
 
     async def logs_of(self, task_id: str, *, after: int, limit: int) -> list[dict[str, Any]]:
+        """The task's log lines after line `after` (none for a task that does not exist)."""
         async with self.db.reader.connect() as conn:
-            exists = (await conn.execute(sa.select(tasks.c.id).where(tasks.c.id == task_id))).first()
-            if exists is None:
-                raise NotFound(f"no task with id {task_id!r}")
             rows = (
                 (
                     await conn.execute(

@@ -43,8 +43,9 @@ from taskstate.core.creation import NewTask
 from taskstate.core.db import Database, open_database
 from taskstate.core.errors import InvalidTransition, NotFound
 from taskstate.core.migrations import upgrade_to_head
+from taskstate.core.statements import group_transition_statement
 from taskstate.core.states import State, on_entry
-from taskstate.core.store import Guard, Outcome, Store, TransitionResult, _group_transition_statement
+from taskstate.core.store import Guard, Outcome, Store, TransitionResult
 from tests.conftest import fresh_pg_database
 from tests.test_states import CONTRACT_STATES, CONTRACT_TABLE, CONTRACT_TERMINAL
 
@@ -637,7 +638,7 @@ async def test_grouped_transitions_answer_what_one_by_one_transitions_answer(
                 for to in [State.RUNNING, State.COLLECTING, State.COMPLETED, State.CANCELLED][: n % 5]:
                     await store.transition(task_id, to, reason="setup", actor="t")
         answers: list[list[Any]] = [[], []]
-        built = _group_transition_statement.cache_info()
+        built = group_transition_statement.cache_info()
         for _ in range(8):
             fresh = [str(uuid.uuid4()) for _ in range(8)]
             ids += fresh
@@ -668,7 +669,7 @@ async def test_grouped_transitions_answer_what_one_by_one_transitions_answer(
         outcomes = Counter(a if isinstance(a, str) else a[0] for r in answers[0] for a in r)
         assert outcomes["applied"] > 20 and outcomes["refused"] > 5 and outcomes["not_owner"] > 5, outcomes
         assert outcomes["InvalidTransition"] > 2 and outcomes["NotFound"] > 0, outcomes
-        used = _group_transition_statement.cache_info()
+        used = group_transition_statement.cache_info()
         assert used.hits + used.misses - built.hits - built.misses >= 8, "no multi-row UPDATE ran"
         grouped_batches, _ = opened[0][1].writer_stats
         one_by_one_batches, _ = opened[1][1].writer_stats

@@ -11,8 +11,8 @@ import itertools
 import pytest
 
 from taskstate.core.errors import InvalidTransition
+from taskstate.core.statements import check_transition
 from taskstate.core.states import State, can_transition, is_terminal
-from taskstate.core.store import check_transition
 
 #: CONTRACT §1, "States and the transition table", row by row.
 CONTRACT_STATES = [

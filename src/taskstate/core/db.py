@@ -99,6 +99,15 @@ tasks = sa.Table(
     sa.Column("system_info", JSONType),
     # 0003: who created the task (the token's name), when auth is on
     sa.Column("owner", sa.String(200)),
+    # 0007: workflows. A spawned task's parent and the top of its tree (its own id when it
+    # has no parent); how many things a queued task still waits for (unfinished
+    # dependencies, a pending approval): only tasks with none are claimed.
+    sa.Column("parent_id", sa.String(36)),
+    sa.Column("root_id", sa.String(36)),
+    sa.Column("blockers", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("depends_on", JSONType),
+    sa.Column("waiting_for", JSONType),
+    sa.Column("requires_approval", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index(
         "ix_tasks_owner_created",
         "owner",
@@ -120,9 +129,16 @@ tasks = sa.Table(
         "ix_tasks_queue",
         sa.text("priority DESC"),
         "created_at",
-        postgresql_where=sa.text("state = 'queued'"),
-        sqlite_where=sa.text("state = 'queued'"),
+        postgresql_where=sa.text("state = 'queued' AND blockers = 0"),
+        sqlite_where=sa.text("state = 'queued' AND blockers = 0"),
     ),
+    sa.Index(
+        "ix_tasks_parent",
+        "parent_id",
+        postgresql_where=sa.text("parent_id IS NOT NULL"),
+        sqlite_where=sa.text("parent_id IS NOT NULL"),
+    ),
+    sa.Index("ix_tasks_root", "root_id", sa.text("created_at DESC"), sa.text("id DESC")),
     sa.Index(
         "ix_tasks_active",
         "created_at",
@@ -190,6 +206,42 @@ task_logs = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("level", sa.String(16), nullable=False),
     sa.Column("message", sa.Text, nullable=False),
+)
+
+#: Workflow edges: `task_id` may be claimed only once `depends_on` has completed.
+task_dependencies = sa.Table(
+    "task_dependencies",
+    metadata,
+    sa.Column("task_id", sa.String(36), primary_key=True),
+    sa.Column("depends_on", sa.String(36), primary_key=True),
+    sa.Index("ix_task_dependencies_on", "depends_on"),
+)
+
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("type", sa.String(200), nullable=False),
+    sa.Column("params", JSONType, nullable=False),
+    sa.Column("cron", sa.String(200)),
+    sa.Column("interval_seconds", sa.Float),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("overlap", sa.String(16), nullable=False),  # skip | queue | cancel_previous
+    sa.Column("catch_up", sa.String(16), nullable=False),  # none | latest | all
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("next_run_at", UTCDateTime),
+    sa.Column("last_fired_at", UTCDateTime),
+    sa.Column("last_task_id", sa.String(36)),
+    sa.Column("owner", sa.String(200)),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index(
+        "ix_schedules_due",
+        "next_run_at",
+        postgresql_where=sa.text("NOT paused"),
+        sqlite_where=sa.text("NOT paused"),
+    ),
 )
 
 api_tokens = sa.Table(

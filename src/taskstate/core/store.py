@@ -14,7 +14,6 @@ the one way into the event bus (feed.py), and to the commit listeners.
 
 from __future__ import annotations
 
-import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -24,14 +23,20 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from taskstate.core import creation
+from taskstate.core import claim, creation
 from taskstate.core.bus import Event, EventBus
 from taskstate.core.creation import CreateResult, NewTask
-from taskstate.core.db import ACTIVE_VALUES, TERMINAL_VALUES, Database, questions, tasks, utcnow
-from taskstate.core.errors import InvalidTransition, NotFound, TaskstateError
+from taskstate.core.db import ACTIVE_VALUES, TERMINAL_VALUES, Database, tasks, utcnow
+from taskstate.core.errors import NotFound, TaskstateError
 from taskstate.core.feed import TransitionFeed
 from taskstate.core.payloads import task_payload, transition_event
 from taskstate.core.reads import TaskReads
+from taskstate.core.statements import (
+    EXPIRE_QUESTIONS,
+    check_transition,
+    group_transition_statement,
+    transition_statement,
+)
 from taskstate.core.states import RESET_TO, State, can_transition, is_terminal, on_entry
 from taskstate.core.writer import GroupableOp, TransitionRecord, WriteBatch, Writer
 
@@ -211,7 +216,7 @@ class Store:
         """Claim up to `limit` due queued tasks (priority, then age) for `worker_id`."""
 
         async def op(wb: WriteBatch) -> list[dict[str, Any]]:
-            return await _apply_claim(wb, worker_id, limit, self.db.is_sqlite)
+            return await claim.apply_claim(wb, worker_id, limit, self.db.is_sqlite)
 
         return await self._writer.submit(op)
 
@@ -249,12 +254,6 @@ class Store:
             return (await wb.conn.execute(stmt)).first() is not None
 
         return await self._writer.submit(op)
-
-
-def check_transition(from_state: str, to_state: str) -> None:
-    """Raise `InvalidTransition` unless the table has the edge."""
-    if not can_transition(from_state, to_state):
-        raise InvalidTransition(from_state, to_state)
 
 
 async def apply_transition(
@@ -308,13 +307,13 @@ async def apply_transition(
         params.update(b_id=task_id, b_from=from_state, b_to=to.value, b_now=now, b_reason=reason)
         if guard is not None:
             params.update(b_worker=guard.worker_id, b_attempt=guard.attempt)
-        stmt = _transition_statement(to, frozenset(fields), guard is not None)
+        stmt = transition_statement(to, frozenset(fields), guard is not None)
         row = (await conn.execute(stmt, params)).mappings().first()
         if row is None:
             continue  # changed under us: read again and decide again
         if on_entry(to).finishes:
             await conn.execute(
-                _EXPIRE_QUESTIONS, {"b_ids": [task_id], "b_now": now, "b_by": f"task {to.value}"}
+                EXPIRE_QUESTIONS, {"b_ids": [task_id], "b_now": now, "b_by": f"task {to.value}"}
             )
         rec = TransitionRecord(task_id, from_state, to.value, now, reason, actor, task_payload(row, now))
         wb.record(rec)
@@ -376,7 +375,7 @@ async def _apply_transitions(wb: WriteBatch, ops: list[_TransitionOp]) -> list[t
             row.update({f"f_{name}": value for name, value in op.fields.items()})
             params.update({f"r{row_no}_{name}": value for name, value in row.items()})
         params["b_to"], params["b_now"] = to.value, now
-        stmt = _group_transition_statement(to, names, guarded, len(members))
+        stmt = group_transition_statement(to, names, guarded, len(members))
         updated = {r["id"]: r for r in (await wb.conn.execute(stmt, params)).mappings()}
         for i in members:
             op = ops[i]
@@ -393,7 +392,7 @@ async def _apply_transitions(wb: WriteBatch, ops: list[_TransitionOp]) -> list[t
             if is_terminal(to.value):
                 finished.setdefault(to.value, []).append(op.task_id)
     for state, task_ids in finished.items():
-        await wb.conn.execute(_EXPIRE_QUESTIONS, {"b_ids": task_ids, "b_now": now, "b_by": f"task {state}"})
+        await wb.conn.execute(EXPIRE_QUESTIONS, {"b_ids": task_ids, "b_now": now, "b_by": f"task {state}"})
     for i, op in enumerate(ops):
         if outcomes[i] is None:
             try:
@@ -401,173 +400,3 @@ async def _apply_transitions(wb: WriteBatch, ops: list[_TransitionOp]) -> list[t
             except TaskstateError as refusal:
                 outcomes[i] = (False, refusal)
     return [outcome for outcome in outcomes if outcome is not None]
-
-
-def _transition_values(to: State, fields: frozenset[str], now: Any, field_value: Any) -> dict[str, Any]:
-    """What a transition to `to` writes besides `state`, `updated_at` and `last_reason`:
-    what entering `to` writes (`states.ON_ENTRY`), then the caller's `fields`. The one
-    description of a transition's writes, for the single, the grouped and the claim."""
-    entry = on_entry(to)
-    values: dict[str, Any] = {}
-    if entry.starts:
-        values["started_at"] = sa.func.coalesce(tasks.c.started_at, now)
-    if entry.finishes:
-        values["finished_at"] = now
-        values["pending_questions"] = sa.null()
-    if entry.full_progress:
-        values["progress"] = 100.0
-    if entry.releases_worker:
-        values["worker_id"] = sa.null()
-    for name in sorted(fields):
-        values[name] = field_value(name)
-    return values
-
-
-@functools.lru_cache(maxsize=256)
-def _group_transition_statement(to: State, fields: frozenset[str], guarded: bool, rows: int) -> sa.Update:
-    """`_transition_statement` for `rows` tasks at once: UPDATE … FROM a list of rows.
-
-    The rows are `SELECT :a AS x, … UNION ALL SELECT …` in text, not `sa.values()`:
-    SQLAlchemy cannot cache a VALUES construct and compiled it anew on every call (a
-    tenth of the server's CPU), and SQLite takes no column names on a VALUES subquery.
-    """
-    columns = [
-        sa.column("b_id", tasks.c.id.type),
-        sa.column("b_from", tasks.c.state.type),
-        sa.column("b_reason", tasks.c.last_reason.type),
-    ]
-    if guarded:
-        columns += [
-            sa.column("b_worker", tasks.c.worker_id.type),
-            sa.column("b_attempt", tasks.c.attempt.type),
-        ]
-    columns += [sa.column(f"f_{name}", tasks.c[name].type) for name in sorted(fields)]
-    names = [c.name for c in columns]
-    selects = " UNION ALL ".join(
-        "SELECT " + ", ".join(f":r{i}_{name} AS {name}" for name in names) for i in range(rows)
-    )
-    binds = [sa.bindparam(f"r{i}_{c.name}", type_=c.type) for i in range(rows) for c in columns]
-    v = sa.text(selects).bindparams(*binds).columns(*columns).subquery("v")
-    now = sa.bindparam("b_now", type_=tasks.c.updated_at.type)
-    values: dict[str, Any] = {
-        "state": sa.bindparam("b_to", type_=tasks.c.state.type),
-        "updated_at": now,
-        "last_reason": v.c.b_reason,
-        **_transition_values(to, fields, now, lambda name: v.c[f"f_{name}"]),
-    }
-    where = [tasks.c.id == v.c.b_id, tasks.c.state == v.c.b_from]
-    if guarded:
-        where += [tasks.c.worker_id == v.c.b_worker, tasks.c.attempt == v.c.b_attempt]
-    return sa.update(tasks).where(*where).values(**values).returning(*tasks.c)
-
-
-@functools.cache
-def _transition_statement(to: State, fields: frozenset[str], guarded: bool) -> sa.Update:
-    """The conditional UPDATE of one kind of transition, built once.
-
-    Built per (target state, fields set, guarded) with bind parameters only, so that
-    SQLAlchemy neither rebuilds the statement nor recomputes its cache key per call: on
-    the hot path that was a quarter of the server's CPU.
-    """
-    now = sa.bindparam("b_now", type_=tasks.c.updated_at.type)
-    values: dict[str, Any] = {
-        "state": sa.bindparam("b_to", type_=tasks.c.state.type),
-        "updated_at": now,
-        "last_reason": sa.bindparam("b_reason", type_=tasks.c.last_reason.type),
-        **_transition_values(
-            to, fields, now, lambda name: sa.bindparam(f"f_{name}", type_=tasks.c[name].type)
-        ),
-    }
-    stmt = (
-        sa.update(tasks)
-        .where(tasks.c.id == sa.bindparam("b_id"), tasks.c.state == sa.bindparam("b_from"))
-        .values(**values)
-        .returning(*tasks.c)
-    )
-    if guarded:
-        stmt = stmt.where(
-            tasks.c.worker_id == sa.bindparam("b_worker"), tasks.c.attempt == sa.bindparam("b_attempt")
-        )
-    return stmt
-
-
-_EXPIRE_QUESTIONS = (
-    sa.update(questions)
-    .where(questions.c.task_id.in_(sa.bindparam("b_ids", expanding=True)), questions.c.status == "pending")
-    .values(
-        status="expired",
-        answered_at=sa.bindparam("b_now", type_=questions.c.answered_at.type),
-        answered_by=sa.bindparam("b_by"),
-    )
-)
-
-
-_b_now = sa.bindparam("b_now", type_=tasks.c.updated_at.type)
-#: 'queued' as a literal, not a bind parameter: only then can a generic plan (what a prepared
-#: statement gets after five runs) prove the partial queue index's predicate and use it.
-_QUEUED = sa.literal_column("'queued'", tasks.c.state.type)
-_CLAIM_CANDIDATES = (
-    sa.select(tasks.c.id, tasks.c.restore_pending)
-    .where(tasks.c.state == _QUEUED, tasks.c.run_at <= _b_now)
-    .order_by(tasks.c.priority.desc(), tasks.c.created_at)
-    .limit(sa.bindparam("b_limit", type_=sa.Integer))
-)
-_CLAIM_CANDIDATES_SKIP_LOCKED = _CLAIM_CANDIDATES.with_for_update(skip_locked=True)
-#: Two statements rather than `UPDATE … WHERE id IN (SELECT … SKIP LOCKED)`: on a table
-#: PostgreSQL has no statistics for yet, it planned that one as a scan of the whole table
-#: (15,000 buffers a claim at 3,000 tasks); by an explicit list of ids it probes the key.
-#: By id alone, so that the primary key is the only index to use: the candidates are still
-#: queued, locked FOR UPDATE by this transaction (PostgreSQL) or read in this exclusive
-#: one (SQLite, a single writer). The claim is `queued → preparing`, checked against the
-#: table like every transition and writing what entering `preparing` writes; restoring a
-#: re-queued task also counts the restoration.
-check_transition(State.QUEUED, State.PREPARING)
-_CLAIM = (
-    sa.update(tasks)
-    .where(tasks.c.id.in_(sa.bindparam("b_ids", expanding=True)))
-    .values(
-        state=State.PREPARING.value,
-        updated_at=_b_now,
-        last_reason="claimed",
-        **_transition_values(
-            State.PREPARING,
-            frozenset({"worker_id", "heartbeat_at", "restore_pending"}),
-            _b_now,
-            {"worker_id": sa.bindparam("b_worker"), "heartbeat_at": _b_now, "restore_pending": False}.get,
-        ),
-        restoration_count=sa.case(
-            (tasks.c.restore_pending, tasks.c.restoration_count + 1),
-            else_=tasks.c.restoration_count,
-        ),
-        last_restored_at=sa.case((tasks.c.restore_pending, _b_now), else_=tasks.c.last_restored_at),
-    )
-    .returning(*tasks.c)
-)
-
-
-async def _apply_claim(wb: WriteBatch, worker_id: str, limit: int, is_sqlite: bool) -> list[dict[str, Any]]:
-    """Claim up to `limit` due tasks, highest priority then oldest first."""
-    now = utcnow()
-    candidates = _CLAIM_CANDIDATES if is_sqlite else _CLAIM_CANDIDATES_SKIP_LOCKED
-    found = (await wb.conn.execute(candidates, {"b_now": now, "b_limit": limit})).all()
-    if not found:
-        return []
-    ids = [r.id for r in found]
-    restoring = {r.id for r in found if r.restore_pending}
-    params = {"b_ids": ids, "b_worker": worker_id, "b_now": now}
-    rows = (await wb.conn.execute(_CLAIM, params)).mappings().all()
-    claimed = sorted(rows, key=lambda r: (-r["priority"], r["created_at"]))
-    actor = f"worker:{worker_id}"
-    for row in claimed:
-        wb.record(
-            TransitionRecord(
-                row["id"],
-                State.QUEUED.value,
-                State.PREPARING.value,
-                now,
-                "claimed",
-                actor,
-                task_payload(row, now),
-            )
-        )
-    return [{**row, "restoring": row["id"] in restoring} for row in claimed]

@@ -21,9 +21,10 @@ _b_now = sa.bindparam("b_now", type_=tasks.c.updated_at.type)
 #: 'queued' as a literal, not a bind parameter: only then can a generic plan (what a prepared
 #: statement gets after five runs) prove the partial queue index's predicate and use it.
 _QUEUED = sa.literal_column("'queued'", tasks.c.state.type)
+_NOTHING_LEFT = sa.literal_column("0", tasks.c.blockers.type)
 _CLAIM_CANDIDATES = (
     sa.select(tasks.c.id, tasks.c.restore_pending)
-    .where(tasks.c.state == _QUEUED, tasks.c.run_at <= _b_now)
+    .where(tasks.c.state == _QUEUED, tasks.c.blockers == _NOTHING_LEFT, tasks.c.run_at <= _b_now)
     .order_by(tasks.c.priority.desc(), tasks.c.created_at)
     .limit(sa.bindparam("b_limit", type_=sa.Integer))
 )

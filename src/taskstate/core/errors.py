@@ -73,6 +73,15 @@ class ValidationFailed(TaskstateError):
     status = 422
 
 
+class InvalidDependency(ValidationFailed):
+    """A task of `depends_on` does not exist, belongs to someone else, or closes a cycle."""
+
+    def __init__(self, detail: str | None = None, *, index: int = 0, **extra: Any) -> None:
+        #: Which of the requested tasks it is (a batch names it).
+        self.index = index
+        super().__init__(detail, field="depends_on", **extra)
+
+
 class UnknownTaskType(TaskstateError):
     """No job is registered under this task type."""
 

@@ -71,6 +71,12 @@ def task_payload(row: Mapping[Any, Any], now: datetime | None = None) -> dict[st
         "phase_results": row["phase_results"],
         "system_info": row["system_info"],
         "owner": row["owner"],
+        "parent_id": row["parent_id"],
+        "root_id": row["root_id"] or row["id"],
+        "depends_on": row["depends_on"] or [],
+        "waiting_for": row["waiting_for"] or [],
+        "requires_approval": row["requires_approval"],
+        "blocked": row["state"] == "queued" and row["blockers"] > 0,
     }
 
 

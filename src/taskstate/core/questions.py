@@ -17,10 +17,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from taskstate.core.bus import Event
-from taskstate.core.db import iso, questions, tasks, utcnow
+from taskstate.core.creation import APPROVAL_KEY
+from taskstate.core.db import iso, iso_or_none, questions, tasks, utcnow
 from taskstate.core.errors import Conflict, NotFound, ValidationFailed
-from taskstate.core.states import is_terminal
-from taskstate.core.store import Guard, Store
+from taskstate.core.states import State, is_terminal
+from taskstate.core.store import Guard, Store, apply_transition
 from taskstate.core.writer import WriteBatch
 
 
@@ -50,18 +51,14 @@ class Asked:
     timeout_at: datetime | None = None
 
 
-def _iso(value: datetime | None) -> str | None:
-    return iso(value) if value is not None else None
-
-
 def question_payload(row: Any) -> dict[str, Any]:
     return {
         "id": row["id"],
         "question": row["question"],
         "choices": row["choices"],
         "context": row["context"],
-        "asked_at": _iso(row["asked_at"]),
-        "timeout_at": _iso(row["timeout_at"]),
+        "asked_at": iso_or_none(row["asked_at"]),
+        "timeout_at": iso_or_none(row["timeout_at"]),
     }
 
 
@@ -167,9 +164,23 @@ async def answer(store: Store, task_id: str, question_id: str, value: Any, *, by
                 f"the answer must be one of {row['choices']!r}", field="answer", choices=row["choices"]
             )
         await _close(wb, task_id, question_id, task.pending_questions, value, by, "answered")
+        if row["key"] == APPROVAL_KEY:
+            await _decide(wb, task_id, approved=value == "approve", by=by)
         return {**question_payload(row), "status": "answered", "answer": value}
 
     return await store.write(op)
+
+
+async def _decide(wb: WriteBatch, task_id: str, *, approved: bool, by: str) -> None:
+    """An approval gate's answer: one blocker less, or the task (and its dependents) cancelled."""
+    if approved:
+        await wb.conn.execute(
+            sa.update(tasks)
+            .where(tasks.c.id == task_id, tasks.c.state == State.QUEUED.value)
+            .values(blockers=tasks.c.blockers - 1)
+        )
+    else:
+        await apply_transition(wb, task_id, State.CANCELLED, "rejected", by, None, {}, State.QUEUED)
 
 
 async def expire(store: Store, task_id: str, question_id: str) -> Asked | None:

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from taskstate.core import claim, creation
 from taskstate.core.bus import Event, EventBus
 from taskstate.core.creation import CreateResult, NewTask
-from taskstate.core.db import ACTIVE_VALUES, TERMINAL_VALUES, Database, tasks, utcnow
+from taskstate.core.db import ACTIVE_VALUES, TERMINAL_VALUES, Database, task_dependencies, tasks, utcnow
 from taskstate.core.errors import NotFound, TaskstateError
 from taskstate.core.feed import TransitionFeed
 from taskstate.core.payloads import task_payload, transition_event
@@ -185,12 +185,45 @@ class Store:
         """Create tasks in one transaction, all or none (see creation.py for idempotency keys)."""
 
         async def op(wb: WriteBatch) -> list[CreateResult]:
-            return await creation.create(wb, new, actor)
+            results = await creation.create(wb, new, actor)
+            for result in results:
+                if result.doomed_by is not None:  # a dependency had already failed
+                    reason = f"dependency_failed: {result.doomed_by}"
+                    ended = await apply_transition(
+                        wb, result.task["id"], State.CANCELLED, reason, actor, None, {}, State.QUEUED
+                    )
+                    result.task = ended.task
+            return results
 
         try:
             return await self._writer.submit(op)
         except creation.KeyRaced:
             # Rolled back; this time the check sees the racing task and answers as it should.
+            return await self._writer.submit(op)
+
+    async def spawn(self, parent_id: str, guard: Guard, child: NewTask, *, actor: str) -> CreateResult | None:
+        """Create a child task for the attempt of `parent_id` that `guard` names; None if the
+        parent is no longer that attempt's (a stalled or lost job must not spawn). The same
+        key again answers the child spawned first (its idempotency key is the parent's and
+        the spawn's)."""
+
+        async def op(wb: WriteBatch) -> CreateResult | None:
+            holder = sa.select(tasks.c.id).where(
+                tasks.c.id == parent_id,
+                tasks.c.worker_id == guard.worker_id,
+                tasks.c.attempt == guard.attempt,
+                tasks.c.state.in_(ACTIVE_VALUES),
+            )
+            if not self.db.is_sqlite:
+                holder = holder.with_for_update()
+            if (await wb.conn.execute(holder)).first() is None:
+                return None
+            [result] = await creation.create(wb, [child], actor)
+            return result
+
+        try:
+            return await self._writer.submit(op)
+        except creation.KeyRaced:
             return await self._writer.submit(op)
 
     async def transition(
@@ -315,9 +348,68 @@ async def apply_transition(
             await conn.execute(
                 EXPIRE_QUESTIONS, {"b_ids": [task_id], "b_now": now, "b_by": f"task {to.value}"}
             )
+            # Its descendants end first, each with its own row (CONTRACT §6).
+            await _end_children(wb, [(task_id, to)], actor)
         rec = TransitionRecord(task_id, from_state, to.value, now, reason, actor, task_payload(row, now))
         wb.record(rec)
+        if on_entry(to).finishes:
+            await _end_dependents(wb, [(task_id, to)], actor)
         return TransitionResult(Outcome.APPLIED, from_state, to.value, rec.task, rec)
+
+
+async def _end_children(wb: WriteBatch, ended: Sequence[tuple[str, State]], actor: str) -> None:
+    """A parent that ends cancelled or failed takes its unfinished children with it."""
+    gone = {task_id: state for task_id, state in ended if state is not State.COMPLETED}
+    if not gone:
+        return
+    children = await wb.conn.execute(_OPEN_CHILDREN, {"b_ids": list(gone)})
+    for child_id, state, parent_id in children.all():
+        reason = f"parent_{gone[parent_id].value}"
+        to = RESET_TO[State(state)]
+        await apply_transition(wb, child_id, to, reason, actor, None, {}, State(state))
+
+
+async def _end_dependents(wb: WriteBatch, ended: Sequence[tuple[str, State]], actor: str) -> None:
+    """A task that completes counts one blocker off each dependent; one that fails or is
+    cancelled cancels its dependents, transitively (each with its own row)."""
+    completed = [task_id for task_id, state in ended if state is State.COMPLETED]
+    if completed:
+        await wb.conn.execute(_UNBLOCK, {"b_ids": completed})
+    failed = [task_id for task_id, state in ended if state is not State.COMPLETED]
+    if not failed:
+        return
+    dependents = await wb.conn.execute(_WAITING_DEPENDENTS, {"b_ids": failed})
+    for dependent_id, dependency_id in dependents.all():
+        reason = f"dependency_failed: {dependency_id}"
+        await apply_transition(wb, dependent_id, State.CANCELLED, reason, actor, None, {}, State.QUEUED)
+
+
+_b_ids: sa.BindParameter[list[str]] = sa.bindparam("b_ids", expanding=True)
+_OPEN_CHILDREN = sa.select(tasks.c.id, tasks.c.state, tasks.c.parent_id).where(
+    tasks.c.parent_id.in_(_b_ids), tasks.c.state.in_(ACTIVE_VALUES)
+)
+_WAITING_DEPENDENTS = (
+    sa.select(task_dependencies.c.task_id, task_dependencies.c.depends_on)
+    .join(tasks, tasks.c.id == task_dependencies.c.task_id)
+    .where(task_dependencies.c.depends_on.in_(_b_ids), tasks.c.state == State.QUEUED.value)
+)
+#: One blocker less for each edge from a completed task; at 0 the task can be claimed.
+_UNBLOCK = (
+    sa.update(tasks)
+    .where(
+        tasks.c.state == State.QUEUED.value,
+        tasks.c.id.in_(
+            sa.select(task_dependencies.c.task_id).where(task_dependencies.c.depends_on.in_(_b_ids))
+        ),
+    )
+    .values(
+        blockers=tasks.c.blockers
+        - sa.select(sa.func.count())
+        .select_from(task_dependencies)
+        .where(task_dependencies.c.task_id == tasks.c.id, task_dependencies.c.depends_on.in_(_b_ids))
+        .scalar_subquery()
+    )
+)
 
 
 @dataclass(slots=True)
@@ -361,6 +453,7 @@ async def _apply_transitions(wb: WriteBatch, ops: list[_TransitionOp]) -> list[t
             kinds.setdefault((op.to, frozenset(op.fields), op.guard is not None), []).append(i)
     retry_without_hint: set[int] = set()
     finished: dict[str, list[str]] = {}
+    ended_by: dict[str, list[tuple[str, State]]] = {}
     now = utcnow()
     for (to, names, guarded), members in kinds.items():
         if len(members) == 1:
@@ -391,8 +484,12 @@ async def _apply_transitions(wb: WriteBatch, ops: list[_TransitionOp]) -> list[t
             outcomes[i] = (True, TransitionResult(Outcome.APPLIED, from_state, to.value, payload, rec))
             if is_terminal(to.value):
                 finished.setdefault(to.value, []).append(op.task_id)
+                ended_by.setdefault(op.actor, []).append((op.task_id, to))
     for state, task_ids in finished.items():
         await wb.conn.execute(EXPIRE_QUESTIONS, {"b_ids": task_ids, "b_now": now, "b_by": f"task {state}"})
+    for actor, ended in ended_by.items():
+        await _end_children(wb, ended, actor)
+        await _end_dependents(wb, ended, actor)
     for i, op in enumerate(ops):
         if outcomes[i] is None:
             try:

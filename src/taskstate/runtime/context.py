@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 from taskstate.core.errors import TaskstateError
@@ -27,6 +30,49 @@ class CheckpointTooLarge(TaskstateError):
     status = 413
 
 
+@dataclass(frozen=True, slots=True)
+class ChildHandle:
+    """A child task spawned by a job (`ctx.spawn`): wait for it with `ctx.wait`."""
+
+    id: str
+    key: str
+    type: str
+
+
+class ChildFailed(Exception):
+    """A child the job waited for ended `failed` or `cancelled` (the job may catch it)."""
+
+    def __init__(self, child_id: str, state: str, error: str | None) -> None:
+        self.child_id = child_id
+        self.state = state
+        self.error = error
+        why = f": {error}" if error else ""
+        super().__init__(f"child task {child_id} ended {state}{why}")
+
+
+class Decision(StrEnum):
+    """How a restored job goes on (its `validate` hook's answer, CONTRACT §6)."""
+
+    PROCEED = "proceed"  #: run as if nothing happened (it re-attaches to its children)
+    CHECKPOINT = "checkpoint"  #: resume from the last checkpoint
+    FRESH = "fresh"  #: start over: the checkpoint is dropped
+    MANUAL = "manual"  #: a person decides, through a question on the task
+
+
+@dataclass(frozen=True, slots=True)
+class Restoration:
+    """What a restored run finds of the runs before it (`ctx.restoration`)."""
+
+    count: int  #: how many times the task has been restored, this time included
+    source: str | None  #: `worker_lost`, `server_restart` or `manual`
+    lost_in: str | None  #: the state the task was in when its worker lost it
+    checkpoint: Any  #: the last checkpoint (None when there is none or it is unreadable)
+    pending_questions: list[dict[str, Any]]  #: questions asked before and not answered yet
+    children: list[ChildHandle]  #: the children spawned before, in spawn order
+    open_children: list[str]  #: the ids of those not finished yet
+    warnings: list[str]  #: what the service noticed (an unreadable checkpoint, say)
+
+
 class ContextReporter(Protocol):
     """How a `JobContext` reaches the supervisor that runs it."""
 
@@ -39,6 +85,14 @@ class ContextReporter(Protocol):
     async def confirm_lease(self, ctx: JobContext) -> None: ...
 
     async def mark_serving(self, ctx: JobContext, endpoint: str | None, info: Any) -> None: ...
+
+    async def spawn(
+        self, ctx: JobContext, task_type: str, params: dict[str, Any] | None, **how: Any
+    ) -> ChildHandle: ...
+
+    async def wait(
+        self, ctx: JobContext, children: Sequence[ChildHandle], derive_progress: bool
+    ) -> list[Any]: ...
 
     async def ask(
         self,
@@ -121,7 +175,12 @@ class JobContext:
         self.message: str | None = None
         self.items_processed = 0
         self.items_failed = 0
+        #: While the job waits for children: those still open (shown on the task).
+        self.waiting_for: list[str] = []
+        #: Set when this run restores a task that was lost or handed back (else None).
+        self.restoration: Restoration | None = None
         self._reporter = reporter
+        self._children: list[ChildHandle] = []
 
     def progress(
         self,
@@ -187,6 +246,40 @@ class JobContext:
         answer = await self._reporter.ask(self, question, choices, context, key, timeout_seconds, default)
         await self._reporter.confirm_lease(self)
         return answer
+
+    async def spawn(
+        self,
+        task_type: str,
+        params: dict[str, Any] | None = None,
+        *,
+        key: str | None = None,
+        name: str | None = None,
+        depends_on: Sequence[ChildHandle | str] = (),
+        requires_approval: bool = False,
+    ) -> ChildHandle:
+        """Start a child task (its `parent_id` is this task). Idempotent per `key` (by default
+        the spawn's position among this job's spawns): a job restored after a crash that
+        spawns again gets the child it spawned before, never a copy. `depends_on` (other
+        children, or task ids) and `requires_approval` hold it as they hold any task."""
+        deps = [d.id if isinstance(d, ChildHandle) else str(d) for d in depends_on]
+        handle = await self._reporter.spawn(
+            self, task_type, params, key=key, name=name, depends_on=deps, requires_approval=requires_approval
+        )
+        self._children.append(handle)
+        return handle
+
+    async def wait(self, children: Sequence[ChildHandle], *, derive_progress: bool = True) -> list[Any]:
+        """Wait until every one of `children` has ended; answers their results, in order.
+
+        Raises `ChildFailed`, naming the child, if one failed or was cancelled. While it
+        waits, the job holds none of its instance's slots, the task shows the children
+        still open in `waiting_for`, and (with `derive_progress`) its progress is theirs.
+        """
+        return await self._reporter.wait(self, list(children), derive_progress)
+
+    async def wait_all(self, *, derive_progress: bool = True) -> list[Any]:
+        """`wait` for every child this run spawned (a restored run: re-spawned)."""
+        return await self.wait(self._children, derive_progress=derive_progress)
 
     def raise_if_cancelled(self) -> None:
         if self.cancelled.is_set():

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskstate.runtime.context import JobContext
+from taskstate.runtime.context import ChildFailed, JobContext
 from taskstate.runtime.registry import JobRegistry, NoParams, TaskKind
 
 
@@ -41,6 +41,19 @@ class AskParams(BaseModel):
     choices: list[str] = Field(default_factory=lambda: ["yes", "no"], max_length=50)
     timeout_seconds: float | None = Field(None, gt=0, le=7 * 86_400, description="Then the default answer.")
     default: str | None = Field(None, max_length=2000, description="The answer when the timeout passes.")
+
+
+class FanoutParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    children: int = Field(3, ge=0, le=100, description="How many demo.sleep children to spawn.")
+    seconds: float = Field(1, ge=0, le=86_400, description="How long each child sleeps.")
+
+
+class PlanParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = Field(1, ge=0, le=86_400, description="How long each step sleeps.")
 
 
 class DemoFailure(RuntimeError):
@@ -94,6 +107,31 @@ def register(registry: JobRegistry) -> None:
         )
         ctx.log(f"answered: {answer!r}")
         return {"answer": answer}
+
+    @registry.job("demo.fanout", params=FanoutParams)
+    async def fanout(ctx: JobContext, params: FanoutParams) -> dict[str, Any]:
+        """Spawns `children` demo.sleep tasks and waits for them all; after a crash it
+        re-attaches to the children it had spawned (never spawns them twice)."""
+        for n in range(1, params.children + 1):
+            child = {"seconds": params.seconds, "steps": 5}
+            await ctx.spawn("demo.sleep", child, key=f"child {n}", name=f"child {n}")
+        await ctx.wait_all()
+        return {"children": params.children}
+
+    @registry.job("demo.plan", params=PlanParams)
+    async def plan(ctx: JobContext, params: PlanParams) -> dict[str, Any]:
+        """Plans three steps that run one after the other, the first behind an approval gate
+        (approve or reject it among the questions); rejected, no step runs."""
+        step = {"seconds": params.seconds, "steps": 3}
+        gather = await ctx.spawn("demo.sleep", step, key="gather", name="1. gather", requires_approval=True)
+        build = await ctx.spawn("demo.sleep", step, key="build", name="2. build", depends_on=[gather])
+        ship = await ctx.spawn("demo.sleep", step, key="ship", name="3. ship", depends_on=[build])
+        try:
+            await ctx.wait([gather, build, ship])
+        except ChildFailed as exc:
+            ctx.log(f"the plan did not run: {exc}", level="warning")
+            return {"approved": False, "steps": 0}
+        return {"approved": True, "steps": 3}
 
     @registry.job("demo.count", params=CountParams)
     async def count(ctx: JobContext, params: CountParams) -> dict[str, Any]:

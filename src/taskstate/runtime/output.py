@@ -49,6 +49,8 @@ class ProgressUpdate:
     items_processed: int
     items_failed: int
     at: datetime
+    #: The child tasks its job waits for and that are still open (CONTRACT §6).
+    waiting_for: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -139,6 +141,7 @@ async def store_outputs(wb: WriteBatch, outputs: Sequence[PendingOutput], *, cap
                     "b_message": p.message,
                     "b_processed": p.items_processed,
                     "b_failed": p.items_failed,
+                    "b_waiting": p.waiting_for or None,
                     "b_at": p.at,
                 }
             )
@@ -159,6 +162,7 @@ _WRITE_PROGRESS = (
         message=sa.bindparam("b_message"),
         items_processed=sa.bindparam("b_processed"),
         items_failed=sa.bindparam("b_failed"),
+        waiting_for=sa.bindparam("b_waiting", type_=tasks.c.waiting_for.type),
         heartbeat_at=sa.bindparam("b_at"),
         updated_at=sa.bindparam("b_at"),
     )

@@ -24,7 +24,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,7 +40,14 @@ from taskstate.core.nesting import too_deep, too_deep_message
 from taskstate.core.states import State, is_terminal
 from taskstate.core.store import Guard, Outcome, Store, TransitionResult
 from taskstate.runtime.asking import JobQuestions
-from taskstate.runtime.context import CheckpointTooLarge, JobCancelled, JobContext, current_context
+from taskstate.runtime.children import JobChildren, Slots
+from taskstate.runtime.context import (
+    CheckpointTooLarge,
+    ChildHandle,
+    JobCancelled,
+    JobContext,
+    current_context,
+)
 from taskstate.runtime.durably import Refusal, durably
 from taskstate.runtime.lease import Lease
 from taskstate.runtime.output import JobOutput, PendingOutput, ProgressUpdate, store_outputs
@@ -72,6 +79,7 @@ class RunnerEnv:
     actor: str
     system_info: dict[str, Any]
     lease: Lease
+    slots: Slots
 
 
 class _Stop(Refusal):
@@ -105,6 +113,15 @@ class RunningJob:
         self._dirty = False
         self._lease_lapses = env.lease.lapses
         self.output = JobOutput(self.task_id, env.worker_id, row["attempt"], row.get("log_seq") or 0)
+        self.children = JobChildren(
+            row,
+            self.guard,
+            env.store,
+            env.registry,
+            env.slots,
+            actor=env.actor,
+            max_params_bytes=env.settings.max_params_bytes,
+        )
         self.questions = JobQuestions(self.task_id, self.guard, env.store, env.settings.max_pending_questions)
         # When this attempt entered each state, for the run report.
         self._entered: list[tuple[str, datetime]] = [("preparing", row["updated_at"])]
@@ -336,6 +353,7 @@ class RunningJob:
                     "message": ctx.message,
                     "items_processed": ctx.items_processed,
                     "items_failed": ctx.items_failed,
+                    "waiting_for": ctx.waiting_for,
                 }
             )
         )
@@ -396,6 +414,19 @@ class RunningJob:
         self.serving = True
         ctx.lifecycle_phase = "serving"
 
+    async def spawn(
+        self, ctx: JobContext, task_type: str, params: dict[str, Any] | None, **how: Any
+    ) -> ChildHandle:
+        return await self.children.spawn(ctx, task_type, params, **how)
+
+    async def wait(
+        self, ctx: JobContext, children: Sequence[ChildHandle], derive_progress: bool
+    ) -> list[Any]:
+        try:
+            return await self.children.wait(ctx, children, derive_progress)
+        finally:
+            await self.confirm_lease(ctx)
+
     async def ask(
         self,
         ctx: JobContext,
@@ -421,7 +452,13 @@ class RunningJob:
             ctx = self.ctx
             self.output.set_progress(
                 ProgressUpdate(
-                    ctx.progress_value, ctx.phase, ctx.message, ctx.items_processed, ctx.items_failed, now
+                    ctx.progress_value,
+                    ctx.phase,
+                    ctx.message,
+                    ctx.items_processed,
+                    ctx.items_failed,
+                    now,
+                    list(ctx.waiting_for),
                 )
             )
         return self.output.take()

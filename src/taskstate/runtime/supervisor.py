@@ -56,9 +56,20 @@ class Supervisor:
             orphan_after=settings.orphan_after_seconds, heartbeat=settings.heartbeat_seconds, renew=self._beat
         )
         self.env = RunnerEnv(
-            store, registry, settings, self.worker_id, f"worker:{self.worker_id}", system_info(), self.lease
+            store,
+            registry,
+            settings,
+            self.worker_id,
+            f"worker:{self.worker_id}",
+            system_info(),
+            self.lease,
+            self,
         )
         self.running: dict[str, RunningJob] = {}
+        #: Jobs that wait for their children: they hold no slot meanwhile.
+        self.waiting: set[str] = set()
+        #: Jobs whose children ended, taking a slot again before they go on (first served).
+        self._returning: dict[str, asyncio.Future[None]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
@@ -118,8 +129,12 @@ class Supervisor:
 
     def _on_commit(self, records: list[TransitionRecord]) -> None:
         for rec in records:
-            if rec.to_state == State.QUEUED:
-                self._wake.set()
+            if rec.to_state in (State.QUEUED, State.COMPLETED):
+                self._wake.set()  # queued, or a dependency completed: something may be claimable
+            if is_terminal(rec.to_state):
+                parent = self.running.get(rec.task.get("parent_id") or "")
+                if parent is not None:
+                    parent.children.child_ended()
             job = self.running.get(rec.task_id)
             if job is None or rec.actor == self.env.actor:
                 continue
@@ -153,6 +168,7 @@ class Supervisor:
             return
         question = event.payload.get("question") or {}
         if question.get("status") in ("answered", "expired"):
+            self._wake.set()  # an approval may have made a task claimable
             job = self.running.get(event.task_id)
             if job is not None:
                 job.deliver_answer(str(question.get("id")), question.get("answer"))
@@ -164,7 +180,7 @@ class Supervisor:
         while not self._stopping:
             # Cleared before looking, never after: a task queued while we claim wakes us again.
             self._wake.clear()
-            free = self.settings.max_concurrent_tasks - len(self.running)
+            free = self.free_slots - len(self._returning)
             claimed = 0
             if free > 0:
                 try:
@@ -196,9 +212,45 @@ class Supervisor:
 
     def _release(self, task_id: str, _task: object = None) -> None:
         job = self.running.pop(task_id, None)
+        self.waiting.discard(task_id)
+        returning = self._returning.pop(task_id, None)
+        if returning is not None:
+            returning.cancel()
         if job is not None and job.hard_stop is not None:
             job.hard_stop.cancel()
+        self._hand_slots_back()
         self._wake.set()
+
+    # -- slots of jobs that wait for their children ----------------------------------------
+
+    @property
+    def free_slots(self) -> int:
+        return self.settings.max_concurrent_tasks - (len(self.running) - len(self.waiting))
+
+    def release(self, task_id: str) -> None:
+        """A job waits for its children: its slot is free for others meanwhile."""
+        self.waiting.add(task_id)
+        self._wake.set()
+
+    async def reacquire(self, task_id: str) -> None:
+        """A waiting job goes on: it takes a slot again, before any new claim."""
+        if task_id not in self.waiting:
+            return
+        returning = asyncio.get_running_loop().create_future()
+        self._returning[task_id] = returning
+        self._hand_slots_back()
+        try:
+            await returning
+        finally:
+            self._returning.pop(task_id, None)
+
+    def _hand_slots_back(self) -> None:
+        for task_id, returning in list(self._returning.items()):
+            if self.free_slots <= 0:
+                return
+            if not returning.done():
+                self.waiting.discard(task_id)
+                returning.set_result(None)
 
     # -- flushing progress and logs --------------------------------------------------------
 

@@ -22,6 +22,8 @@ StrictInt = Annotated[int, Strict()]
 NO_NUL = r"^[^\x00]*$"
 ShortText = Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)]
 Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)]
+#: A task id in a request (checked as a UUID where it is used).
+TaskRef = Annotated[str, Strict(), StringConstraints(max_length=64)]
 
 MAX_BATCH = 500
 MAX_PAGE = 500
@@ -50,12 +52,28 @@ class TaskCreate(BaseModel):
     trigger: Trigger = Trigger.API
     trigger_source: ShortText | None = None
     idempotency_key: Text200 | None = None
+    depends_on: Annotated[list[TaskRef], Field(max_length=MAX_BATCH)] = Field(
+        default_factory=list,
+        description="Ids of tasks that must complete before this one is claimed (CONTRACT §6).",
+    )
+    requires_approval: bool = Field(
+        False, description="Hold the task until a person answers its `approval` question: approve or reject."
+    )
+
+
+class BatchTaskCreate(TaskCreate):
+    """A task in a batch: `depends_on` may also name tasks of the same batch by index."""
+
+    depends_on: Annotated[list[TaskRef | StrictInt], Field(max_length=MAX_BATCH)] = Field(  # type: ignore[assignment]
+        default_factory=list,
+        description="Ids of earlier tasks, or indexes (0-based) of tasks in the same batch.",
+    )
 
 
 class TaskBatchCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tasks: Annotated[list[TaskCreate], Field(min_length=1, max_length=MAX_BATCH)]
+    tasks: Annotated[list[BatchTaskCreate], Field(min_length=1, max_length=MAX_BATCH)]
 
 
 class PendingQuestion(BaseModel):
@@ -154,6 +172,14 @@ class TaskPublic(BaseModel):
     phase_results: dict[str, float] | None = Field(description="Run report: seconds spent in each state.")
     system_info: dict[str, Any] | None = Field(description="Run report: host, pid, versions.")
     owner: str | None = Field(description="The name of the API token that created it (auth on).")
+    parent_id: str | None = Field(description="The task whose job spawned this one (CONTRACT §6).")
+    root_id: str = Field(description="The top of this task's tree: its own id when it has no parent.")
+    depends_on: list[str] = Field(description="Tasks that must complete before this one is claimed.")
+    waiting_for: list[str] = Field(description="While its job waits: the child tasks still open.")
+    requires_approval: bool = Field(description="Created behind an approval gate (its `approval` question).")
+    blocked: bool = Field(
+        description="Queued but not claimable yet: a dependency is unfinished, or the approval pending."
+    )
 
 
 class TaskPage(BaseModel):

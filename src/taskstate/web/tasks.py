@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -14,6 +14,7 @@ from taskstate.core import questions
 from taskstate.core.creation import NewTask
 from taskstate.core.errors import (
     IdempotencyConflict,
+    InvalidDependency,
     InvalidTransition,
     NotFound,
     PayloadTooLarge,
@@ -85,10 +86,19 @@ def _aware(value: datetime | None, field: str) -> datetime | None:
 
 
 def new_task(
-    services: ServicesDep, body: TaskCreate, *, owner: str | None, retry_of: str | None = None
+    services: ServicesDep,
+    body: TaskCreate,
+    *,
+    owner: str | None,
+    retry_of: str | None = None,
+    batch: Sequence[NewTask] = (),
 ) -> NewTask:
+    """A validated request to create a task; `batch`: the tasks of the same request before it,
+    which `depends_on` may name by index (indexes of later tasks are resolved by the caller)."""
     params = services.registry.validate_params(body.type, body.params, services.settings.max_params_bytes)
     return NewTask(
+        depends_on=[_dependency(ref, batch) for ref in body.depends_on],
+        requires_approval=body.requires_approval,
         type=body.type,
         params=params,
         name=body.name or body.type,
@@ -143,17 +153,34 @@ async def create_tasks_batch(
 ) -> dict[str, Any]:
     """Create up to 500 tasks in one transaction; one invalid body (or idempotency conflict)
     fails the batch, naming its index."""
+    # Ids first, so that `depends_on` may name a later task of the batch by its index too.
+    ids = [str(uuid.uuid4()) for _ in body.tasks]
+    placeholders = [NewTask(type="", params={}, name="", id=task_id) for task_id in ids]
     items = []
     for index, task in enumerate(body.tasks):
         try:
-            items.append(new_task(services, task, owner=principal.name))
+            item = new_task(services, task, owner=principal.name, batch=placeholders)
         except TaskstateError as exc:
             raise _at_index(exc, index) from None
+        item.id = ids[index]
+        items.append(item)
     try:
         results = await services.store.create_tasks(items, actor="api")
-    except IdempotencyConflict as exc:
+    except (IdempotencyConflict, InvalidDependency) as exc:
         raise _at_index(exc, exc.index) from None
     return {"items": [r.task for r in results]}
+
+
+def _dependency(ref: str | int, batch: Sequence[NewTask]) -> str:
+    """A task id, from an id or (in a batch) the index of a task of the same batch."""
+    if isinstance(ref, int):
+        if not 0 <= ref < len(batch):
+            raise ValidationFailed(f"depends_on: no task at index {ref} in this batch", field="depends_on")
+        return batch[ref].id
+    try:
+        return str(uuid.UUID(ref))
+    except ValueError:
+        raise ValidationFailed(f"depends_on: {ref[:64]!r} is not a task id", field="depends_on") from None
 
 
 def _at_index(exc: TaskstateError, index: int) -> TaskstateError:

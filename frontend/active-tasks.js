@@ -2,9 +2,8 @@
 // its final state for a few seconds, then leaves the list (it is in the history below).
 // Fires `ts-ready` once the restored tasks are on screen.
 
-import { manager } from './context.js';
+import { lifecycle, manager } from './context.js';
 import { h, setText } from './dom.js';
-import { isTerminal } from './task-state-manager.js';
 
 const LINGER_MS = 5000;
 
@@ -81,14 +80,14 @@ export class ActiveTasks extends HTMLElement {
   #update(task) {
     let card = this.#cards.get(task.id);
     if (!card) {
-      if (isTerminal(task.state)) return;
+      if (lifecycle().isTerminal(task.state)) return;
       card = this.#makeCard(task);
       this.#cards.set(task.id, card);
       this.#list.prepend(card);
     } else {
       card.task = task;
     }
-    if (isTerminal(task.state) && !this.#lingering.has(task.id)) {
+    if (lifecycle().isTerminal(task.state) && !this.#lingering.has(task.id)) {
       this.#lingering.set(task.id, setTimeout(() => this.#remove(task.id), LINGER_MS));
     }
     this.#afterChange();
@@ -104,7 +103,7 @@ export class ActiveTasks extends HTMLElement {
 
   #afterChange() {
     let active = 0;
-    for (const card of this.#cards.values()) if (!isTerminal(card.task?.state)) active += 1;
+    for (const card of this.#cards.values()) if (!lifecycle().isTerminal(card.task?.state)) active += 1;
     setText(this.#count, `(${active})`);
     const busy = this.hasAttribute('aria-busy');
     this.#empty.hidden = !busy && this.#cards.size > 0;

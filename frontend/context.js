@@ -12,6 +12,17 @@ export function manager() {
   return current;
 }
 
+/**
+ * The task lifecycle (which states are terminal, which actions a state allows), as the manager
+ * read it from the server. A view has it once a task has reached it through the manager; one
+ * that needs it before (a list read from the history) awaits `manager().loadLifecycle()` first.
+ */
+export function lifecycle() {
+  const current = manager().lifecycle;
+  if (!current) throw new Error('taskstate: the task lifecycle has not been read from the server yet');
+  return current;
+}
+
 /** Says something to screen readers and shows it as a toast (see announcer.js). */
 export function announce(message, { tone = 'info' } = {}) {
   document.dispatchEvent(new CustomEvent('ts-announce', { detail: { message, tone } }));

@@ -3,10 +3,9 @@
 
 import { manager, navigate } from './context.js';
 import { h, replaceChildren, setText } from './dom.js';
-import { STATES, TERMINAL_STATES, TRIGGERS } from './task-state-manager.js';
+import { TRIGGERS } from './task-state-manager.js';
 
 const PAGE_SIZE = 25;
-const ACTIVE_STATES = STATES.filter((s) => !TERMINAL_STATES.includes(s));
 const REFRESH_MS = 1500;
 
 function dayStart(value) {
@@ -20,6 +19,7 @@ export class HistoryPage extends HTMLElement {
   #cursors = [null];
   #form = null;
   #inputs = {};
+  #oneState = h('optgroup', { label: 'One state' }); // filled once the lifecycle is read
   #table = document.createElement('ts-task-table');
   #summary = h('p', { class: 'summary', role: 'status' });
   #error = h('p', { class: 'form-error', role: 'alert' });
@@ -70,7 +70,7 @@ export class HistoryPage extends HTMLElement {
       h('option', { value: '' }, 'Any state'),
       h('option', { value: 'active' }, 'Active (not finished)'),
       h('option', { value: 'finished' }, 'Finished'),
-      h('optgroup', { label: 'One state' }, STATES.map((s) => h('option', { value: s }, s))));
+      this.#oneState);
     i.type = h('select', { id: 'f-type', name: 'type' }, h('option', { value: '' }, 'Any type'));
     i.trigger = h('select', { id: 'f-trigger', name: 'trigger' }, h('option', { value: '' }, 'Any trigger'),
       TRIGGERS.map((t) => h('option', { value: t }, t)));
@@ -126,12 +126,19 @@ export class HistoryPage extends HTMLElement {
     }
   }
 
-  #filters() {
+  #fillStates(lifecycle) {
+    if (this.#oneState.children.length) return;
+    this.#oneState.append(...lifecycle.states.map((s) => h('option', { value: s }, s)));
+    const state = this.#query.get('state');
+    if (lifecycle.states.includes(state)) this.#inputs.state.value = state;
+  }
+
+  #filters(lifecycle) {
     const q = this.#query;
     const options = { limit: PAGE_SIZE };
     const state = q.get('state');
-    if (state === 'active') options.state = ACTIVE_STATES;
-    else if (state === 'finished') options.state = TERMINAL_STATES;
+    if (state === 'active') options.state = lifecycle.activeStates;
+    else if (state === 'finished') options.state = lifecycle.terminalStates;
     else if (state) options.state = [state];
     if (q.get('type')) options.type = q.get('type');
     if (q.get('trigger')) options.trigger = q.get('trigger');
@@ -149,7 +156,10 @@ export class HistoryPage extends HTMLElement {
     const cursor = this.#cursors[page - 1];
     this.setAttribute('aria-busy', 'true');
     try {
-      const result = await manager().getJobHistory({ ...this.#filters(), cursor });
+      const lifecycle = await manager().loadLifecycle();
+      if (request !== this.#request) return;
+      this.#fillStates(lifecycle);
+      const result = await manager().getJobHistory({ ...this.#filters(lifecycle), cursor });
       if (request !== this.#request) return;
       const items = result.items ?? [];
       this.#table.tasks = items;

@@ -3,7 +3,6 @@
 
 import { manager } from './context.js';
 import { h, setText } from './dom.js';
-import { TERMINAL_STATES } from './task-state-manager.js';
 
 const LIMIT = 8;
 const DEBOUNCE_MS = 700;
@@ -59,7 +58,8 @@ export class RecentTasks extends HTMLElement {
     try {
       // One request per state: the server answers a single-state page from its index at once,
       // while a multi-state filter makes it sort every matching row (slow with a long history).
-      const pages = await Promise.all(TERMINAL_STATES.map((state) =>
+      const { terminalStates } = await manager().loadLifecycle();
+      const pages = await Promise.all(terminalStates.map((state) =>
         manager().getJobHistory({ state: [state], limit: LIMIT })));
       const items = pages.flatMap((page) => page.items ?? [])
         .sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)) || String(b.id).localeCompare(String(a.id)))

@@ -2,10 +2,9 @@
 // time, a flag when it waits for an answer, and the actions the transition table allows.
 // Built once, then updated in place, so that focus and screen readers are not disturbed.
 
-import { announce, manager, taskTitle } from './context.js';
+import { announce, lifecycle, manager, taskTitle } from './context.js';
 import { h, replaceChildren, setText, uid } from './dom.js';
 import { formatClock, formatDuration, formatNumber, formatPercent, formatTime, parseTime, stateLabel } from './format.js';
-import { allowedActions, isTerminal } from './task-state-manager.js';
 
 export class TaskCard extends HTMLElement {
   #task = null;
@@ -127,7 +126,7 @@ export class TaskCard extends HTMLElement {
 
   #renderActions() {
     const task = this.#task;
-    const allowed = allowedActions(task);
+    const allowed = lifecycle().actions(task);
     const key = `${allowed.cancel}|${allowed.stop}|${this.#busy}`;
     if (key === this.#actionsKey) return;
     this.#actionsKey = key;
@@ -150,7 +149,7 @@ export class TaskCard extends HTMLElement {
     const task = this.#task;
     if (!task || !this.#built) return;
     const e = this.#els;
-    if (isTerminal(task.state)) {
+    if (lifecycle().isTerminal(task.state)) {
       setText(e.elapsedLabel, 'Took');
       setText(e.elapsed, formatDuration(task.duration_seconds));
     } else if (task.started_at) {

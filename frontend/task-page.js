@@ -2,12 +2,12 @@
 // transition table allows (cancel / stop / retry), pending questions, the transition
 // timeline, the run report and the live log. Everything it shows comes from the manager.
 
-import { announce, manager, navigate, taskTitle } from './context.js';
+import { announce, lifecycle, manager, navigate, taskTitle } from './context.js';
 import { h, replaceChildren, setText } from './dom.js';
 import {
   formatClock, formatDateTime, formatDuration, formatNumber, formatPercent, formatTime, stateLabel,
 } from './format.js';
-import { ApiError, allowedActions, isTerminal } from './task-state-manager.js';
+import { ApiError } from './task-state-manager.js';
 
 export class TaskPage extends HTMLElement {
   #task = null;
@@ -183,7 +183,7 @@ export class TaskPage extends HTMLElement {
     replaceChildren(this.#els.facts,
       fact('Processed', formatNumber(t.items_processed ?? 0)),
       fact('Failed', formatNumber(t.items_failed ?? 0), (t.items_failed ?? 0) > 0 ? 'nonzero' : undefined),
-      fact(isTerminal(t.state) ? 'Took' : 'Elapsed', this.#els.elapsed),
+      fact(lifecycle().isTerminal(t.state) ? 'Took' : 'Elapsed', this.#els.elapsed),
       fact('Created', time(t.created_at)),
       fact('Started', time(t.started_at)),
       fact('Finished', time(t.finished_at)),
@@ -196,7 +196,7 @@ export class TaskPage extends HTMLElement {
     const t = this.#task;
     const el = this.#els.elapsed;
     if (!t || !el) return;
-    if (isTerminal(t.state)) setText(el, formatDuration(t.duration_seconds));
+    if (lifecycle().isTerminal(t.state)) setText(el, formatDuration(t.duration_seconds));
     else if (t.started_at && this.#baseSeconds !== null) {
       setText(el, formatClock(this.#baseSeconds + (Date.now() - this.#baseAt) / 1000));
     } else setText(el, t.started_at ? '…' : 'not started');
@@ -204,7 +204,7 @@ export class TaskPage extends HTMLElement {
 
   #renderActions() {
     const t = this.#task;
-    const allowed = allowedActions(t);
+    const allowed = lifecycle().actions(t);
     const key = `${allowed.cancel}|${allowed.stop}|${allowed.retry}|${this.#busy}`;
     if (key === this.#actionsKey) return;
     this.#actionsKey = key;

@@ -3,8 +3,7 @@
 
 import { h, replaceChildren } from './dom.js';
 import { formatDateTime, formatDuration, formatNumber, formatPercent, formatTime, stateLabel } from './format.js';
-import { isTerminal } from './task-state-manager.js';
-import { taskTitle } from './context.js';
+import { lifecycle, taskTitle } from './context.js';
 
 const COLUMNS = ['Name', 'State', 'Type', 'Trigger', 'Created', 'Duration', 'Items'];
 
@@ -48,7 +47,7 @@ export class TaskTable extends HTMLElement {
     const items = task.items_failed
       ? `${formatNumber(task.items_processed)} · ${formatNumber(task.items_failed)} failed`
       : formatNumber(task.items_processed ?? 0);
-    const duration = isTerminal(task.state)
+    const duration = lifecycle().isTerminal(task.state)
       ? formatDuration(task.duration_seconds)
       : `${formatPercent(task.progress)} · ${formatDuration(task.duration_seconds)}`;
     return h('tr', { dataset: { taskId: task.id, state: task.state } },

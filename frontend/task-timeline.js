@@ -1,9 +1,9 @@
 // <ts-task-timeline>: a task's transitions, oldest first: each state with when it was entered,
 // how long the task stayed in it (the current one ticks), the reason and who made it.
 
+import { lifecycle } from './context.js';
 import { h, replaceChildren, setText } from './dom.js';
 import { formatDateTime, formatDuration, formatTime, parseTime, stateLabel } from './format.js';
-import { isTerminal } from './task-state-manager.js';
 
 export class TaskTimeline extends HTMLElement {
   #rows = [];
@@ -52,7 +52,7 @@ export class TaskTimeline extends HTMLElement {
       const duration = h('span', { class: 'duration' });
       if (next) {
         setText(duration, formatDuration((parseTime(next.at) - parseTime(row.at)) / 1000));
-      } else if (isTerminal(row.to_state)) {
+      } else if (lifecycle().isTerminal(row.to_state)) {
         setText(duration, 'final');
       } else {
         this.#current = duration;

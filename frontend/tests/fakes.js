@@ -1,12 +1,62 @@
 // Fakes of what TaskStateManager talks to: a server behind fetch, a WebSocket, and timers
-// that only move when a test says so.
+// that only move when a test says so; and `fakeWorld()`, which wires a manager to them.
 
-/** The API, in memory: tasks by id; every request recorded; can be "down". */
+import { TaskStateManager } from '../task-state-manager.js';
+
+/** Every event the manager documents (authRequired aside). */
+export const EVENTS = [
+  'taskRestored', 'noActiveTask', 'restored', 'taskUpdated', 'taskProgress', 'transition',
+  'taskCompleted', 'taskError', 'taskCancelled', 'taskRemoved', 'log', 'question', 'connection',
+  'poll', 'error', 'snapshot',
+];
+
+/** GET /api/v2/states as the real server answers it (CONTRACT §1 and its rules). */
+export const LIFECYCLE = Object.freeze({
+  states: [
+    { name: 'queued', description: 'waiting for a worker', terminal: false },
+    { name: 'preparing', description: 'claimed by a worker, being set up', terminal: false },
+    { name: 'running', description: "the job's code runs", terminal: false },
+    { name: 'collecting', description: 'the job returned; its result is being stored', terminal: false },
+    { name: 'completed', description: 'finished successfully', terminal: true },
+    { name: 'failed', description: 'finished with an error', terminal: true },
+    { name: 'cancelled', description: 'stopped on request', terminal: true },
+    { name: 'orphaned', description: 'its worker was lost; about to be re-queued or failed', terminal: false },
+    { name: 'serving', description: 'a service job that is up and ready', terminal: false },
+    { name: 'stopping', description: 'a service job shutting down gracefully', terminal: false },
+  ],
+  transitions: {
+    queued: ['cancelled', 'failed', 'preparing'],
+    preparing: ['cancelled', 'failed', 'orphaned', 'running'],
+    running: ['cancelled', 'collecting', 'failed', 'orphaned', 'serving'],
+    collecting: ['cancelled', 'completed', 'failed', 'orphaned'],
+    completed: [],
+    failed: [],
+    cancelled: [],
+    orphaned: ['failed', 'queued'],
+    serving: ['cancelled', 'failed', 'orphaned', 'stopping'],
+    stopping: ['completed', 'failed'],
+  },
+  calls: {
+    cancel: ['cancelled', 'collecting', 'preparing', 'queued', 'running', 'serving'],
+    stop: ['serving', 'stopping'],
+    retry: ['cancelled', 'failed'],
+  },
+  reset: {
+    queued: 'cancelled', preparing: 'cancelled', running: 'cancelled', collecting: 'cancelled',
+    orphaned: 'failed', serving: 'cancelled', stopping: 'failed',
+  },
+});
+
+/**
+ * The API, in memory: tasks by id; every request recorded; can be "down". It publishes
+ * `lifecycle` at GET /api/v2/states (a test may give it another table).
+ */
 export class FakeServer {
   tasks = new Map();
   requests = [];
   down = false;
   handlers = [];
+  lifecycle = LIFECYCLE;
 
   put(...tasks) {
     for (const task of tasks) this.tasks.set(task.id, task);
@@ -27,6 +77,7 @@ export class FakeServer {
       if (answer) return answer;
     }
     const url = new URL(path, 'http://x');
+    if (method === 'GET' && url.pathname === '/api/v2/states') return { status: 200, body: this.lifecycle };
     if (method === 'GET' && url.pathname === '/api/v2/tasks/active') {
       return { status: 200, body: { items: [...this.tasks.values()].filter((t) => !t.is_terminal) } };
     }
@@ -203,4 +254,46 @@ export function record(manager, names) {
     events,
     of: (name) => events.filter(([n]) => n === name).map(([, d]) => d),
   };
+}
+
+/** A transition event of the stream, for task `t` (in its new state) coming from `from`. */
+export function transition(seq, t, from, to = t.state) {
+  return { type: 'transition', seq, task_id: t.id, from, to, at: t.updated_at, reason: null, actor: 'test', task: t };
+}
+
+/**
+ * A fresh server, clock and WebSocket class, and two makers of managers wired to them:
+ * `makeManager(options)`, and `liveManager(seq, options)`, which has restored and is live after
+ * a snapshot at `seq` and answers {manager, log, socket}.
+ */
+export function fakeWorld() {
+  const server = new FakeServer();
+  const clock = new FakeClock();
+  const FakeWebSocket = makeFakeWebSocket();
+
+  function makeManager(options = {}) {
+    return new TaskStateManager({
+      baseUrl: 'http://ui.test',
+      fetch: server.fetch,
+      WebSocket: FakeWebSocket,
+      setTimeout: clock.setTimeout,
+      clearTimeout: clock.clearTimeout,
+      random: () => 0.5, // no jitter: delays are exactly 500, 1000, 2000, …
+      pollingFrequency: 3000, // given: no GET /api/v2/config (its own test)
+      ...options,
+    });
+  }
+
+  async function liveManager(seq = 10, options = {}) {
+    const manager = makeManager(options);
+    const log = record(manager, EVENTS);
+    await manager.initialize();
+    const socket = FakeWebSocket.last;
+    socket.open();
+    socket.push({ type: 'snapshot', seq, tasks: [...server.tasks.values()].filter((t) => !t.is_terminal) });
+    await settle();
+    return { manager, log, socket };
+  }
+
+  return { server, clock, FakeWebSocket, makeManager, liveManager };
 }

@@ -4,56 +4,21 @@
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
 
-import { ApiError, TaskStateManager, allowedActions, STATES } from '../task-state-manager.js';
-import { FakeClock, FakeServer, later, makeFakeWebSocket, record, settle, task } from './fakes.js';
-
-const EVENTS = [
-  'taskRestored', 'noActiveTask', 'restored', 'taskUpdated', 'taskProgress', 'transition',
-  'taskCompleted', 'taskError', 'taskCancelled', 'taskRemoved', 'log', 'question', 'connection',
-  'poll', 'error', 'snapshot',
-];
+import { ApiError } from '../task-state-manager.js';
+import { EVENTS, fakeWorld, later, record, settle, task, transition } from './fakes.js';
 
 let server;
 let clock;
 let FakeWebSocket;
-
-function makeManager(options = {}) {
-  return new TaskStateManager({
-    baseUrl: 'http://ui.test',
-    fetch: server.fetch,
-    WebSocket: FakeWebSocket,
-    setTimeout: clock.setTimeout,
-    clearTimeout: clock.clearTimeout,
-    random: () => 0.5, // no jitter: delays are exactly 500, 1000, 2000, …
-    pollingFrequency: 3000, // given: no GET /api/v2/config (its own test below)
-    ...options,
-  });
-}
-
-/** A manager that has restored and is live after a snapshot at `seq`. */
-async function liveManager(seq = 10, options = {}) {
-  const manager = makeManager(options);
-  const log = record(manager, EVENTS);
-  await manager.initialize();
-  const socket = FakeWebSocket.last;
-  socket.open();
-  socket.push({ type: 'snapshot', seq, tasks: [...server.tasks.values()].filter((t) => !t.is_terminal) });
-  await settle();
-  return { manager, log, socket };
-}
-
-function transition(seq, t, from, to = t.state) {
-  return { type: 'transition', seq, task_id: t.id, from, to, at: t.updated_at, reason: null, actor: 'test', task: t };
-}
+let makeManager;
+let liveManager;
 
 beforeEach(() => {
-  server = new FakeServer();
-  clock = new FakeClock();
-  FakeWebSocket = makeFakeWebSocket();
+  ({ server, clock, FakeWebSocket, makeManager, liveManager } = fakeWorld());
 });
 
 describe('restoration on load', () => {
-  test('restores every active task from GET /api/v2/tasks/active, before the socket opens', async () => {
+  test('reads the table, then restores every active task from GET /api/v2/tasks/active, before the socket opens', async () => {
     const a = task({ state: 'running', progress: 40 });
     const b = task({ state: 'queued' });
     server.put(a, b, task({ state: 'completed' }));
@@ -62,7 +27,7 @@ describe('restoration on load', () => {
 
     const restored = await manager.initialize();
 
-    assert.equal(server.requests[0].path, '/api/v2/tasks/active');
+    assert.deepEqual(server.requests.map((r) => r.path), ['/api/v2/states', '/api/v2/tasks/active']);
     assert.deepEqual(restored.map((t) => t.id), [a.id, b.id]);
     assert.deepEqual(log.of('taskRestored').map((t) => t.id), [a.id, b.id]);
     assert.equal(log.of('taskRestored')[0].progress, 40);
@@ -674,7 +639,7 @@ describe('the event system', () => {
   });
 });
 
-describe('allowedActions follows the transition table', () => {
+describe('the actions offered follow the transition table the server publishes', () => {
   const expected = {
     queued: ['cancel'],
     preparing: ['cancel'],
@@ -687,9 +652,20 @@ describe('allowedActions follows the transition table', () => {
     failed: ['retry'],
     cancelled: ['retry'],
   };
-  for (const state of STATES) {
-    test(state, () => {
-      const allowed = allowedActions({ state });
+  test('every state of the contract, in its order', async () => {
+    const manager = makeManager();
+    await manager.initialize();
+    assert.deepEqual(manager.lifecycle.states, [
+      'queued', 'preparing', 'running', 'collecting', 'completed',
+      'failed', 'cancelled', 'orphaned', 'serving', 'stopping',
+    ]);
+    assert.deepEqual(manager.lifecycle.terminalStates, ['completed', 'failed', 'cancelled']);
+  });
+  for (const state of Object.keys(expected)) {
+    test(state, async () => {
+      const manager = makeManager();
+      await manager.initialize();
+      const allowed = manager.lifecycle.actions({ state });
       assert.deepEqual(Object.keys(allowed).filter((k) => allowed[k]).sort(), expected[state]);
     });
   }
@@ -704,8 +680,7 @@ describe('server configuration', () => {
     );
     const manager = makeManager({ pollingFrequency: undefined });
     await manager.initialize();
-    assert.equal(server.requests[0].path, '/api/v2/config');
-    assert.equal(server.requests[1].path, '/api/v2/tasks/active');
+    assert.deepEqual(server.requests.map((r) => r.path), ['/api/v2/config', '/api/v2/states', '/api/v2/tasks/active']);
     assert.equal(manager.pollingFrequency, 750);
   });
 

@@ -24,10 +24,6 @@ export class TaskStore {
     return this.#tasks.get(taskId);
   }
 
-  has(taskId) {
-    return this.#tasks.has(taskId);
-  }
-
   delete(taskId) {
     return this.#tasks.delete(taskId);
   }

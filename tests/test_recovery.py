@@ -88,7 +88,7 @@ async def test_sigkill_mid_count_resumes_from_checkpoint(proc: ServerProcess) ->
     assert done["restoration_count"] == 1
     assert done["restoration_source"] == "worker_lost"
     assert done["last_restored_at"] is not None
-    assert done["restoration_decision"].startswith("proceed")
+    assert done["restoration_decision"] == "checkpoint: from the last checkpoint"  # CONTRACT §6 codes
     assert done["attempt"] == 2
     transitions = await rows(proc.url, task["id"])
     assert path_of(transitions) == [

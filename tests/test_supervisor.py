@@ -43,7 +43,7 @@ async def test_restored_task_resumes_from_a_valid_checkpoint(server: LiveServer)
     assert done["result"] == {"counted_from_restart": 2, "final": 4}
     assert done["restoration_count"] == 1
     assert done["last_restored_at"] is not None
-    assert done["restoration_decision"] == "proceed: from the last checkpoint"
+    assert done["restoration_decision"] == "checkpoint: from the last checkpoint"  # CONTRACT §6 codes
 
 
 async def test_unreadable_checkpoint_starts_fresh_with_a_warning(server: LiveServer) -> None:

@@ -49,6 +49,8 @@ class NewTask:
     depends_on: list[str] = field(default_factory=list)
     #: Not claimed until a person approves it, through the question asked at its birth.
     requires_approval: bool = False
+    #: `manual` for a retry a person asked for (CONTRACT §6).
+    restoration_source: str | None = None
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
@@ -315,5 +317,6 @@ def _new_row(
         "depends_on": list(dict.fromkeys(new.depends_on)) or None,
         "blockers": blockers,
         "requires_approval": new.requires_approval,
+        "restoration_source": new.restoration_source,
         "pending_questions": [approval_payload(approval)] if approval else None,
     }

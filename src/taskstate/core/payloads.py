@@ -61,6 +61,7 @@ def task_payload(row: Mapping[Any, Any], now: datetime | None = None) -> dict[st
         "last_restored_at": iso_or_none(row["last_restored_at"]),
         "restoration_source": row["restoration_source"],
         "restoration_decision": row["restoration_decision"],
+        "restoration_code": (row["restoration_decision"] or "").partition(":")[0] or None,
         "pending_questions": row["pending_questions"] or [],
         "waiting_for_input": bool(row["pending_questions"]),
         "retry_of": row["retry_of"],

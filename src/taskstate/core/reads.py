@@ -37,6 +37,9 @@ class HistoryFilter:
     created_before: datetime | None = None
     q: str | None = None
     owner: str | None = None
+    trigger_source: str | None = None
+    parent_id: str | None = None
+    root_id: str | None = None
 
 
 def encode_cursor(created_at: datetime, task_id: str) -> str:
@@ -96,6 +99,12 @@ class TaskReads:
             conditions.append(tasks.c.type == flt.type)
         if flt.trigger:
             conditions.append(tasks.c.trigger == flt.trigger)
+        if flt.trigger_source:
+            conditions.append(tasks.c.trigger_source == flt.trigger_source)
+        if flt.parent_id:
+            conditions.append(tasks.c.parent_id == flt.parent_id)
+        if flt.root_id:
+            conditions.append(tasks.c.root_id == flt.root_id)
         if flt.created_after:
             conditions.append(tasks.c.created_at >= flt.created_after)
         if flt.created_before:
@@ -168,14 +177,14 @@ class TaskReads:
         return [transition_row_payload(r) for r in rows]
 
     async def transitions_since(
-        self, since: int, *, task_id: str | None = None, limit: int = 500
+        self, since: int, *, task_id: str | None = None, root_id: str | None = None, limit: int = 500
     ) -> list[Event]:
         """Replay: committed transitions with `seq > since`, oldest first, as events.
 
         `task` in each is the task as it is now; the transition itself is as it was.
         """
         async with self.db.reader.connect() as conn:
-            records = await _records_since(conn, since, task_id, limit)
+            records = await _records_since(conn, since, task_id, limit, root_id)
         return [transition_event(rec) for rec in records]
 
     async def committed_since(self, after: int, limit: int) -> tuple[list[TransitionRecord], int]:
@@ -211,7 +220,7 @@ class TaskReads:
 
 
 async def _records_since(
-    conn: AsyncConnection, since: int, task_id: str | None, limit: int
+    conn: AsyncConnection, since: int, task_id: str | None, limit: int, root_id: str | None = None
 ) -> list[TransitionRecord]:
     query = (
         sa.select(transitions, tasks)
@@ -222,6 +231,8 @@ async def _records_since(
     )
     if task_id is not None:
         query = query.where(transitions.c.task_id == task_id)
+    if root_id is not None:
+        query = query.where(tasks.c.root_id == root_id)
     rows = (await conn.execute(query)).all()
     now = utcnow()
     records = []

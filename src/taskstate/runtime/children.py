@@ -25,6 +25,8 @@ from taskstate.runtime.context import ChildFailed, ChildHandle, JobCancelled, Jo
 from taskstate.runtime.durably import durably
 from taskstate.runtime.registry import JobRegistry
 
+#: A spawned child's idempotency key is "child:<parent id>:<spawn key>".
+CHILD_KEY_PREFIX = "child:"
 #: How often a waiting parent looks at its children's rows (their ends normally wake it).
 LOOK_SECONDS = 1.0
 
@@ -87,7 +89,7 @@ class JobChildren:
             name=name or task_type,
             trigger="api",
             trigger_source=f"task:{self.task_id}",
-            idempotency_key=f"child:{self.task_id}:{key}",
+            idempotency_key=f"{CHILD_KEY_PREFIX}{self.task_id}:{key}",
             owner=self.owner,
             parent_id=self.task_id,
             root_id=self.root_id,

@@ -21,7 +21,7 @@ from taskstate.core.errors import PayloadTooLarge, UnknownTaskType, ValidationFa
 from taskstate.core.nesting import too_deep, too_deep_message
 
 if TYPE_CHECKING:
-    from taskstate.runtime.context import JobContext
+    from taskstate.runtime.context import Decision, JobContext, Restoration
 
 
 class TaskKind(StrEnum):
@@ -38,6 +38,7 @@ class NoParams(BaseModel):
 RunHandler = Callable[["JobContext", Any], Awaitable[Any]]
 PrepareHandler = Callable[["JobContext", Any], Awaitable[None]]
 CollectHandler = Callable[["JobContext", Any], Awaitable[Any]]
+ValidateHandler = Callable[["JobContext", "Restoration"], Awaitable["Decision"]]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class JobSpec:
     kind: TaskKind = TaskKind.BATCH
     prepare: PrepareHandler | None = None
     collect: CollectHandler | None = None
+    validate: ValidateHandler | None = None
 
 
 class JobRegistry:
@@ -72,12 +74,19 @@ class JobRegistry:
         kind: TaskKind | str = TaskKind.BATCH,
         prepare: PrepareHandler | None = None,
         collect: CollectHandler | None = None,
+        validate: ValidateHandler | None = None,
     ) -> Callable[[RunHandler], RunHandler]:
-        """Register the decorated `async def run(ctx, params)` as job type `name`."""
+        """Register the decorated `async def run(ctx, params)` as job type `name`.
+
+        `validate(ctx, restoration)`, if given, decides how a restored run goes on (a
+        `Decision`): it sees what the runs before left (`ctx.restoration`)."""
 
         def decorate(run: RunHandler) -> RunHandler:
             doc = description or (run.__doc__ or "").strip().split("\n\n")[0]
-            self.register(JobSpec(name, run, params, " ".join(doc.split()), TaskKind(kind), prepare, collect))
+            spec = JobSpec(
+                name, run, params, " ".join(doc.split()), TaskKind(kind), prepare, collect, validate
+            )
+            self.register(spec)
             return run
 
         return decorate

@@ -44,14 +44,17 @@ from taskstate.runtime.children import JobChildren, Slots
 from taskstate.runtime.context import (
     CheckpointTooLarge,
     ChildHandle,
+    Decision,
     JobCancelled,
     JobContext,
+    Restoration,
     current_context,
 )
 from taskstate.runtime.durably import Refusal, durably
 from taskstate.runtime.lease import Lease
 from taskstate.runtime.output import JobOutput, PendingOutput, ProgressUpdate, store_outputs
 from taskstate.runtime.registry import JobRegistry, JobSpec, TaskKind
+from taskstate.runtime.restoration import restoration_of
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,10 @@ class RunnerEnv:
     system_info: dict[str, Any]
     lease: Lease
     slots: Slots
+
+
+class RestorationRefused(Exception):
+    """A person (or the job's validate hook) decided that a restored task fails."""
 
 
 class _Stop(Refusal):
@@ -163,11 +170,11 @@ class RunningJob:
             error = f"params no longer match the schema: {exc}"
             await self._fail("invalid_params", error, "ValidationError", restoring=restoring)
             return
-        started = self._restoration() if restoring else {}
         timeout = self.row["timeout_seconds"] or self.env.settings.task_timeout_seconds
         try:
             try:
                 async with asyncio.timeout(timeout):
+                    started = await self._restoration(spec) if restoring else {}
                     result = await self._phases(spec, started)
             except TimeoutError:
                 await self._fail("timeout", f"timed out after {timeout:g} s", "TimeoutError")
@@ -180,27 +187,66 @@ class RunningJob:
         except asyncio.CancelledError:
             await asyncio.shield(self._after_stop())
             raise
+        except RestorationRefused as exc:
+            await self._fail("restoration_refused", str(exc), type(exc).__name__, restoring=True)
         except Exception as exc:
             log.info("task %s failed: %r", self.task_id, exc)
             await self._fail("error", str(exc) or type(exc).__name__, type(exc).__name__)
 
-    def _restoration(self) -> dict[str, Any]:
-        """Validate what a re-queued task left behind, and decide how to run it again.
+    async def _restoration(self, spec: JobSpec) -> dict[str, Any]:
+        """What a re-queued task left behind (`ctx.restoration`), and how its run goes on.
 
-        The type and params were checked already (a mismatch fails the task); here an
-        unreadable checkpoint means starting fresh, with a warning in the task's log.
+        The type and params were checked already (a mismatch fails the task). By default
+        a run resumes from its checkpoint, or starts fresh, with a warning, when the
+        checkpoint is unreadable; a job's `validate` hook may decide otherwise, or leave
+        it to a person (`manual`: a question on the task).
         """
-        raw = self.row["checkpoint"]
-        if raw is None:
-            return {"restoration_decision": "proceed: no checkpoint, starting from the beginning"}
-        try:
-            self.ctx.restored_checkpoint = json.loads(raw)
-        except ValueError as exc:
-            warning = f"restored without its checkpoint, which is unreadable ({exc})"
+        restoration = await restoration_of(self.env.store, self.row)
+        self.ctx.restoration = restoration
+        for warning in restoration.warnings:
             self.log(self.ctx, "warning", warning)
-            self.ctx.message = warning
-            return {"restoration_decision": f"fresh: {warning}", "message": warning}
-        return {"restoration_decision": "proceed: from the last checkpoint"}
+        if restoration.warnings:
+            self.ctx.message = restoration.warnings[0]
+        if spec.validate is not None:
+            decision = Decision(await spec.validate(self.ctx, restoration))
+        elif restoration.checkpoint is not None:
+            decision = Decision.CHECKPOINT
+        else:
+            decision = Decision.FRESH if restoration.warnings else Decision.PROCEED
+        code = decision
+        if decision is Decision.MANUAL:
+            decision = await self._ask_how_to_go_on(restoration)
+        if decision is Decision.CHECKPOINT and restoration.checkpoint is not None:
+            self.ctx.restored_checkpoint = restoration.checkpoint
+        text = {
+            Decision.PROCEED: "no checkpoint, starting from the beginning",
+            Decision.CHECKPOINT: "from the last checkpoint",
+            Decision.FRESH: restoration.warnings[0] if restoration.warnings else "starting over",
+        }[decision]
+        if code is Decision.MANUAL:
+            text = f"a person chose: {text}"
+        fields: dict[str, Any] = {"restoration_decision": f"{code.value}: {text}"}
+        if restoration.warnings:
+            fields["message"] = restoration.warnings[0]
+        return fields
+
+    async def _ask_how_to_go_on(self, restoration: Restoration) -> Decision:
+        """`manual`: a person decides how the restored run goes on (or that it fails)."""
+        choices = {"resume from the checkpoint": Decision.CHECKPOINT, "start fresh": Decision.FRESH}
+        answer = await self.ctx.ask(
+            f"This task was restored ({restoration.source}, lost in {restoration.lost_in}): "
+            "how should it go on?",
+            choices=[*choices, "fail"],
+            context={
+                "kind": "restoration",
+                "count": restoration.count,
+                "open_children": restoration.open_children,
+            },
+            key=f"restoration {restoration.count}",
+        )
+        if answer not in choices:
+            raise RestorationRefused("a person chose to fail the restored task")
+        return choices[answer]
 
     async def _phases(self, spec: JobSpec, started: dict[str, Any]) -> Any:
         ctx = self.ctx

@@ -46,8 +46,8 @@ class BadQuery(ValueError):
     pass
 
 
-def _parse_query(ws: WebSocket) -> tuple[int | None, str | None]:
-    unknown = set(ws.query_params) - {"since", "task_id", "token"}
+def _parse_query(ws: WebSocket) -> tuple[int | None, str | None, str | None]:
+    unknown = set(ws.query_params) - {"since", "task_id", "root_id", "token"}
     if unknown:
         raise BadQuery(f"unknown query parameters: {sorted(unknown)}")
     since: int | None = None
@@ -58,13 +58,17 @@ def _parse_query(ws: WebSocket) -> tuple[int | None, str | None]:
         if _SEQ.fullmatch(raw) is None:
             raise BadQuery("since must be a non-negative integer (a seq) in ASCII digits")
         since = int(raw)
-    task_id = ws.query_params.get("task_id")
-    if task_id is not None:
-        try:
-            task_id = str(uuid.UUID(task_id))
-        except ValueError:
-            raise BadQuery("task_id must be a task's UUID") from None
-    return since, task_id
+    return since, _task_id(ws, "task_id"), _task_id(ws, "root_id")
+
+
+def _task_id(ws: WebSocket, name: str) -> str | None:
+    value = ws.query_params.get(name)
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise BadQuery(f"{name} must be a task's UUID") from None
 
 
 @router.websocket("/api/v2/events")
@@ -72,7 +76,7 @@ async def events(ws: WebSocket) -> None:
     services: Services = ws.app.state.services
     await ws.accept()
     try:
-        since, task_id = _parse_query(ws)
+        since, task_id, root_id = _parse_query(ws)
     except BadQuery as exc:
         await ws.send_text(json.dumps({"type": "error", "error": "validation_error", "detail": str(exc)}))
         await ws.close(POLICY_VIOLATION)
@@ -96,7 +100,7 @@ async def events(ws: WebSocket) -> None:
             await ws.send_text(json.dumps(refusal))
             await ws.close(POLICY_VIOLATION)
             return
-    visible = _Visibility(services, principal)
+    visible = _Visibility(services, principal, root_id)
     with services.revocations.watch(principal.token_id) as revoked:
         subscription = services.store.bus.subscribe(task_id)
         sender = asyncio.create_task(_send_events(ws, services, subscription, since, task_id, visible))
@@ -151,31 +155,38 @@ async def _authenticate(ws: WebSocket, services: Services) -> Principal:
 
 
 class _Visibility:
-    """Which events a subscriber may see: all of them, or those of its own tasks."""
+    """Which events a subscriber may see: all of them, or those of its own tasks; and, with
+    `root_id`, only those of that tree (CONTRACT §6)."""
 
-    def __init__(self, services: Services, principal: Principal) -> None:
+    def __init__(self, services: Services, principal: Principal, root_id: str | None = None) -> None:
         self._reads = services.reads
         self._me = principal.owner_filter
-        self._owners: dict[str, str | None] = {}
+        self._root = root_id
+        self.root = root_id
+        #: (owner, root) of the tasks seen, so that live events need no read.
+        self._known: dict[str, tuple[str | None, str]] = {}
 
     def owner(self, owner: str | None) -> bool:
         return self._me is None or owner == self._me
 
     def task(self, task: dict[str, Any]) -> bool:
-        return self.owner(task.get("owner"))
+        return self.owner(task.get("owner")) and (self._root is None or task.get("root_id") == self._root)
 
     async def event(self, event: Event) -> bool:
-        if self._me is None:
+        if self._me is None and self._root is None:
             return True
         task = event.payload.get("task")
-        if isinstance(task, dict) and "owner" in task:
-            self._owners[event.task_id] = task["owner"]
-        elif event.task_id not in self._owners:
+        if isinstance(task, dict) and "owner" in task and "root_id" in task:
+            self._known[event.task_id] = (task["owner"], task["root_id"])
+        elif event.task_id not in self._known:
             row = await self._reads.get_task_row(event.task_id)
-            if len(self._owners) > 10_000:
-                self._owners.clear()
-            self._owners[event.task_id] = row["owner"] if row is not None else None
-        return self._owners[event.task_id] == self._me
+            if len(self._known) > 10_000:
+                self._known.clear()
+            self._known[event.task_id] = (
+                (row["owner"], row["root_id"] or row["id"]) if row is not None else (None, "")
+            )
+        owner, root = self._known[event.task_id]
+        return self.owner(owner) and (self._root is None or root == self._root)
 
 
 async def _drain_client(ws: WebSocket) -> None:
@@ -220,7 +231,8 @@ def snapshot_messages(seq: int, tasks: list[dict[str, Any]]) -> list[str]:
 EVENT_STREAM_DOC = f"""\
 ## Event stream: WebSocket `/api/v2/events`
 
-Query: `since` (a seq, ASCII digits), `task_id`, `token` (when auth is on).
+Query: `since` (a seq, ASCII digits), `task_id` (one task), `root_id` (a whole tree: the task
+and every task spawned under it), `token` (when auth is on).
 
 - Without `since`: a snapshot of the active tasks, then live events. The snapshot is one or
   more messages, each with at most {SNAPSHOT_PART_BYTES // 1024} KiB of tasks, so that a client
@@ -269,7 +281,9 @@ async def _send_events(
     else:
         last = since
         while True:
-            page = await store.reads.transitions_since(last, task_id=task_id, limit=REPLAY_PAGE)
+            page = await store.reads.transitions_since(
+                last, task_id=task_id, root_id=visible.root, limit=REPLAY_PAGE
+            )
             for event in page:
                 assert event.seq is not None
                 last = event.seq

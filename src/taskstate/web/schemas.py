@@ -159,7 +159,13 @@ class TaskPublic(BaseModel):
     restoration_count: int
     last_restored_at: datetime | None
     restoration_source: str | None
-    restoration_decision: str | None
+    restoration_decision: str | None = Field(
+        description="How a restored run went on: `code: text`, the code one of proceed, checkpoint, "
+        "fresh, manual (a person decided through a question), failed."
+    )
+    restoration_code: Literal["proceed", "checkpoint", "fresh", "manual", "failed"] | None = Field(
+        description="The code of `restoration_decision`."
+    )
     pending_questions: list[PendingQuestion]
     waiting_for_input: bool
     retry_of: str | None

@@ -183,6 +183,15 @@ def _dependency(ref: str | int, batch: Sequence[NewTask]) -> str:
         raise ValidationFailed(f"depends_on: {ref[:64]!r} is not a task id", field="depends_on") from None
 
 
+def _optional_id(value: str | None, field: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValidationFailed(f"{field} must be a task id", field=field) from None
+
+
 def _at_index(exc: TaskstateError, index: int) -> TaskstateError:
     """The error of one task of a batch, naming which."""
     exc.extra["index"] = index
@@ -207,6 +216,9 @@ async def list_tasks(
     q: Annotated[
         str | None, Query(max_length=200, pattern=NO_NUL, description="Search in task names.")
     ] = None,
+    trigger_source: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
+    parent_id: Annotated[str | None, Query(max_length=64, description="Children of this task.")] = None,
+    root_id: Annotated[str | None, Query(max_length=64, description="The whole tree of this task.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
@@ -219,6 +231,9 @@ async def list_tasks(
         created_before=_aware(created_before, "created_before"),
         q=q,
         owner=principal.owner_filter,
+        trigger_source=trigger_source,
+        parent_id=_optional_id(parent_id, "parent_id"),
+        root_id=_optional_id(root_id, "root_id"),
     )
     items, next_cursor, total = await services.reads.list_tasks(flt, limit=limit, cursor=cursor)
     return {"items": items, "next_cursor": next_cursor, "total": total}
@@ -403,5 +418,6 @@ async def retry_task(task_id: str, services: ServicesDep, principal: OperatorDep
         trigger_source=row["trigger_source"],
     )
     new = new_task(services, body, owner=principal.name, retry_of=row["id"])
+    new.restoration_source = "manual"
     [result] = await services.store.create_tasks([new], actor="api")
     return result.task

@@ -25,7 +25,7 @@ from typing import Any
 
 from taskstate import __version__
 from taskstate.config import Settings
-from taskstate.core import sweep, workers
+from taskstate.core import schedules, sweep, workers
 from taskstate.core.bus import Event
 from taskstate.core.db import utcnow
 from taskstate.core.maintenance import TableStatistics
@@ -38,6 +38,9 @@ from taskstate.runtime.registry import JobRegistry
 from taskstate.runtime.runner import LIVE_PROGRESS_INTERVAL, RunnerEnv, RunningJob, new_worker_id, system_info
 
 log = logging.getLogger(__name__)
+
+#: How often an instance looks for due schedules (at most; TASKSTATE_POLL_SECONDS if shorter).
+SCHEDULE_SECONDS = 1.0
 
 
 class Supervisor:
@@ -88,6 +91,7 @@ class Supervisor:
             asyncio.create_task(self._claim_loop(), name="taskstate-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="taskstate-heartbeat"),
             asyncio.create_task(self._flush_loop(), name="taskstate-flush"),
+            asyncio.create_task(self._schedule_loop(), name="taskstate-schedules"),
         ]
         self.started = True
 
@@ -289,6 +293,22 @@ class Supervisor:
             if job.task_id in lost:
                 log.warning("task %s is no longer this worker's: stopping its job", job.task_id)
                 job.lost()
+
+    # -- schedules ---------------------------------------------------------------------------
+
+    async def _schedule_loop(self) -> None:
+        """Fire due schedules, on every instance (each firing's task is created once)."""
+        while True:
+            await asyncio.sleep(min(self.settings.poll_seconds, SCHEDULE_SECONDS))
+            if self._stopping:
+                continue
+            try:
+                fired = await schedules.fire_due(self.store, actor="scheduler")
+            except Exception:
+                log.exception("firing schedules failed")
+                continue
+            if fired:
+                self._wake.set()
 
     # -- heartbeat and sweep ---------------------------------------------------------------
 

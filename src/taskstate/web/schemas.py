@@ -212,6 +212,70 @@ class ClientConfig(BaseModel):
     version: str
 
 
+class ScheduleFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cron: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)] | None = Field(
+        None,
+        description="A cron expression (5 fields), in `timezone`. Exactly one of cron and interval_seconds.",
+    )
+    interval_seconds: Annotated[float, Field(ge=1, le=366 * 24 * 3600)] | None = None
+    timezone: ShortText = Field("UTC", description="An IANA timezone, e.g. Europe/Riga.")
+    overlap: Literal["skip", "queue", "cancel_previous"] = Field(
+        "skip",
+        description="A firing while the previous firing's task is active: skip, queue, cancel it first.",
+    )
+    catch_up: Literal["none", "latest", "all"] = Field(
+        "latest", description="Firings missed while no instance ran: none, the latest, all (at most 100)."
+    )
+    paused: bool = False
+
+
+class ScheduleCreate(ScheduleFields):
+    type: Text200
+    params: dict[str, Any] | None = None
+    name: Text200 | None = None
+
+
+class ScheduleUpdate(BaseModel):
+    """Any of a schedule's fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Text200 | None = None
+    params: dict[str, Any] | None = None
+    name: Text200 | None = None
+    cron: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)] | None = None
+    interval_seconds: Annotated[float, Field(ge=1, le=366 * 24 * 3600)] | None = None
+    timezone: ShortText | None = None
+    overlap: Literal["skip", "queue", "cancel_previous"] | None = None
+    catch_up: Literal["none", "latest", "all"] | None = None
+    paused: bool | None = None
+
+
+class Schedule(BaseModel):
+    id: str
+    name: str
+    type: str
+    params: dict[str, Any]
+    cron: str | None
+    interval_seconds: float | None
+    timezone: str
+    overlap: Literal["skip", "queue", "cancel_previous"]
+    catch_up: Literal["none", "latest", "all"]
+    paused: bool
+    next_run_at: datetime | None = Field(description="When it fires next (none while paused).")
+    last_fired_at: datetime | None
+    last_task_id: str | None = Field(description="The task its latest firing created.")
+    owner: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ScheduleList(BaseModel):
+    items: list[Schedule]
+
+
 class StateInfo(BaseModel):
     name: State
     description: str

@@ -63,6 +63,21 @@ class JournalParams(BaseModel):
     delay: float = Field(0.1, ge=0)
 
 
+class TreeParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    depth: int = Field(2, ge=0)
+    width: int = Field(2, ge=1)
+    gate: str = "tree"
+
+
+class ParentParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    children: int = Field(3, ge=0)
+    seconds: float = Field(3, ge=0)
+
+
 class SoakParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -217,6 +232,35 @@ def register(registry: JobRegistry) -> None:
         ctx.log(f"run {ctx.attempt}.{os.getpid()} step 2")
         journal.note("end", 2)
         return {"steps": 2}
+
+    @registry.job("test.tree", params=TreeParams)
+    async def tree(ctx: JobContext, params: TreeParams) -> int:
+        """Spawns `width` children, each a tree one level shallower, and waits for them; a leaf
+        waits (cancellably) for its gate."""
+        if params.depth == 0:
+            await wait_for_gate(ctx, params.gate)
+            return 1
+        child = {"depth": params.depth - 1, "width": params.width, "gate": params.gate}
+        for n in range(params.width):
+            await ctx.spawn("test.tree", child, key=f"c{n}", name=f"depth {params.depth - 1} #{n}")
+        leaves: list[int] = await ctx.wait_all()
+        return sum(leaves)
+
+    @registry.job("test.parent", params=ParentParams)
+    async def parent(ctx: JobContext, params: ParentParams) -> dict[str, Any]:
+        """Spawns `children` sleeping children and waits for them; logs what a restored run
+        found (`ctx.restoration`) and which children it got from its spawns."""
+        if ctx.restoration is not None:
+            found = ctx.restoration
+            ctx.log(f"restored: children {[c.id for c in found.children]} open {found.open_children}")
+        spawned = []
+        for n in range(params.children):
+            child = {"seconds": params.seconds, "steps": 3}
+            handle = await ctx.spawn("demo.sleep", child, key=f"child {n}")
+            spawned.append(handle.id)
+        ctx.log(f"spawned {spawned}")
+        await ctx.wait_all()
+        return {"children": spawned}
 
     @registry.job("test.stubborn", params=SleepParams)
     async def stubborn(ctx: JobContext, params: SleepParams) -> None:

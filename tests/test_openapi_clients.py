@@ -40,6 +40,13 @@ STABLE_OPERATION_IDS = {
     "list_workers",
     "list_task_types",
     "get_lifecycle",
+    "create_schedule",
+    "list_schedules",
+    "get_schedule",
+    "update_schedule",
+    "delete_schedule",
+    "pause_schedule",
+    "resume_schedule",
     "healthz",
     "readyz",
 }

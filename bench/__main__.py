@@ -43,6 +43,7 @@ SCENARIOS = [
     "fanout",
     "api_latency",
     "history",
+    "claim",
     "recovery",
     "memory",
 ]
@@ -68,6 +69,8 @@ class Sizes:
     history_rows: int = 1_000_000
     history_samples: int = 20
     history_deep_pages: int = 50
+    claim_blocked: int = 100_000
+    claim_rounds: int = 50
     memory_queued: int = 10_000
     memory_subscribers: int = 1_000
     scaleout_instances: tuple[int, ...] = (2, 3)
@@ -91,6 +94,8 @@ class Sizes:
             history_rows=20_000,
             history_samples=5,
             history_deep_pages=5,
+            claim_blocked=5_000,
+            claim_rounds=10,
             memory_queued=1_000,
             memory_subscribers=100,
             scaleout_instances=(2,),
@@ -241,6 +246,7 @@ def table(report: dict[str, Any]) -> str:
         ("Fan-out to idle subscribers", lambda k: k.startswith("fanout.")),
         ("API under concurrent clients", lambda k: k.startswith("api.")),
         ("History at scale (PostgreSQL)", lambda k: k.startswith("history.")),
+        ("Claim among blocked tasks (PostgreSQL)", lambda k: k.startswith("claim.")),
         ("Recovery after SIGKILL", lambda k: k.startswith("recovery.")),
         ("Memory", lambda k: k.startswith("memory.")),
     ]
@@ -343,6 +349,7 @@ def machine() -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace, sizes: Sizes, workdir: Path) -> dict[str, Any]:
+    from bench import claim as claim_mod
     from bench import history as history_mod
     from bench import latency, memory, physical, recovery
 
@@ -487,6 +494,11 @@ async def run(args: argparse.Namespace, sizes: Sizes, workdir: Path) -> dict[str
             )
         else:
             results.skip("history", "PostgreSQL only")
+    if "claim" in only:
+        if pg:
+            await claim_mod.claim(results, workdir, blocked=sizes.claim_blocked, rounds=sizes.claim_rounds)
+        else:
+            results.skip("claim", "PostgreSQL only")
     if "recovery" in only:
         for _ in range(sizes.repeat):
             for backend in backends:

@@ -4,7 +4,26 @@ The job API lives in `taskstate.runtime` (the registry, the context); this modul
 stable public face.
 """
 
-from taskstate.runtime.context import CheckpointTooLarge, JobCancelled, JobContext
+from taskstate.runtime.context import (
+    CheckpointTooLarge,
+    ChildFailed,
+    ChildHandle,
+    Decision,
+    JobCancelled,
+    JobContext,
+    Restoration,
+)
 from taskstate.runtime.registry import JobRegistry, NoParams, TaskKind
 
-__all__ = ["CheckpointTooLarge", "JobCancelled", "JobContext", "JobRegistry", "NoParams", "TaskKind"]
+__all__ = [
+    "CheckpointTooLarge",
+    "ChildFailed",
+    "ChildHandle",
+    "Decision",
+    "JobCancelled",
+    "JobContext",
+    "JobRegistry",
+    "NoParams",
+    "Restoration",
+    "TaskKind",
+]

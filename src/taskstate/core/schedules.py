@@ -194,7 +194,16 @@ async def delete(store: Store, schedule_id: str) -> None:
 
 
 async def fire_due(store: Store, *, actor: str) -> int:
-    """Fire every due schedule (up to BATCH); answers how many tasks it created."""
+    """Fire every due schedule (up to BATCH); answers how many tasks it created.
+
+    A read first: most passes find nothing due, and a read costs no write transaction.
+    """
+    any_due = (
+        sa.select(schedules.c.id).where(~schedules.c.paused, schedules.c.next_run_at <= utcnow()).limit(1)
+    )
+    async with store.db.reader.connect() as conn:
+        if (await conn.execute(any_due)).first() is None:
+            return 0
 
     async def op(wb: WriteBatch) -> int:
         now = utcnow()

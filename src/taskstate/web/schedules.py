@@ -56,7 +56,7 @@ async def list_schedules(services: ServicesDep, principal: ViewerDep) -> dict[st
     "/{schedule_id}",
     operation_id="get_schedule",
     response_model=Schedule,
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404, 422),
 )
 async def get_schedule(schedule_id: str, services: ServicesDep, principal: ViewerDep) -> dict[str, Any]:
     return schedules.payload(await _owned(services, principal, schedule_id))
@@ -87,7 +87,7 @@ async def update_schedule(
     "/{schedule_id}",
     operation_id="delete_schedule",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404, 422),
 )
 async def delete_schedule(schedule_id: str, services: ServicesDep, principal: OperatorDep) -> Response:
     row = await _owned(services, principal, schedule_id)
@@ -99,7 +99,7 @@ async def delete_schedule(schedule_id: str, services: ServicesDep, principal: Op
     "/{schedule_id}/pause",
     operation_id="pause_schedule",
     response_model=Schedule,
-    responses=error_responses(401, 403, 404, 415),
+    responses=error_responses(401, 403, 404, 415, 422),
 )
 async def pause_schedule(schedule_id: str, services: ServicesDep, principal: OperatorDep) -> dict[str, Any]:
     row = await _owned(services, principal, schedule_id)
@@ -110,7 +110,7 @@ async def pause_schedule(schedule_id: str, services: ServicesDep, principal: Ope
     "/{schedule_id}/resume",
     operation_id="resume_schedule",
     response_model=Schedule,
-    responses=error_responses(401, 403, 404, 415),
+    responses=error_responses(401, 403, 404, 415, 422),
 )
 async def resume_schedule(schedule_id: str, services: ServicesDep, principal: OperatorDep) -> dict[str, Any]:
     """Resume firing: the next run is the next time due from now (missed ones are not made up)."""

@@ -118,7 +118,9 @@ class JobChildren:
         finally:
             ctx.waiting_for = []
             ctx.progress(ctx.progress_value)  # written with the next flush: no longer waiting
-            await self.slots.reacquire(self.task_id)
+        # Only a job that goes on takes a slot again: one that is stopping (cancelled, or
+        # its instance shutting down) ends without one, rather than wait for it.
+        await self.slots.reacquire(self.task_id)
         for child_id in ids:
             row = rows[child_id]
             if row.state != State.COMPLETED:

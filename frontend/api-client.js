@@ -114,10 +114,37 @@ export class ApiClient {
       if (value) query.set(key, value instanceof Date ? value.toISOString() : String(value));
     }
     if (options.q) query.set('q', options.q);
+    for (const key of ['parent_id', 'root_id', 'trigger_source']) if (options[key]) query.set(key, options[key]);
     if (options.limit) query.set('limit', String(options.limit));
     if (options.cursor) query.set('cursor', options.cursor);
     const text = query.toString();
     return this.request('GET', `/api/v2/tasks${text ? `?${text}` : ''}`);
+  }
+
+  /** Every task of the tree whose top is `rootId`, oldest first. */
+  taskTree(rootId) {
+    return this.#everyTask({ root_id: rootId }, (task) => (task.root_id ?? task.id) === rootId);
+  }
+
+  /** The tasks the job of `parentId` spawned, oldest first. */
+  childrenOf(parentId) {
+    return this.#everyTask({ parent_id: parentId }, (task) => task.parent_id === parentId);
+  }
+
+  /**
+   * Every page of the history with `filters`, oldest first. `belongs` drops what the filter
+   * should have: a server that does not know a filter ignores it and answers every task.
+   */
+  async #everyTask(filters, belongs) {
+    const items = [];
+    let cursor = null;
+    for (let page = 0; page < MAX_PAGES; page += 1) {
+      const body = await this.history({ ...filters, limit: PAGE_SIZE, cursor });
+      items.push(...(body?.items ?? []).filter(belongs));
+      cursor = body?.next_cursor;
+      if (!cursor) break;
+    }
+    return items.reverse();
   }
 
   async taskTypes() { return (await this.request('GET', '/api/v2/task-types')).items ?? []; }
@@ -129,6 +156,10 @@ export class ApiClient {
   /** {reset}: how many tasks the emergency reset ended. */
   reset() { return this.request('POST', '/api/v2/admin/reset'); }
 }
+
+/** The server's largest page, and how many of them a tree may take (20,000 tasks). */
+const PAGE_SIZE = 500;
+const MAX_PAGES = 40;
 
 function enc(value) {
   return encodeURIComponent(String(value));

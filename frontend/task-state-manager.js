@@ -33,9 +33,9 @@
 
 import { ApiClient, ApiError } from './api-client.js';
 import { Emitter } from './emitter.js';
-import { EventStream } from './event-stream.js';
 import { LifecycleSource } from './lifecycle.js';
-import { Poller } from './poller.js';
+import { LiveFeed } from './live-feed.js';
+import { Schedules } from './schedules.js';
 import { TaskStore } from './task-store.js';
 import { TaskUpdates } from './task-updates.js';
 
@@ -54,12 +54,11 @@ export class TaskStateManager extends Emitter {
   token = null;
 
   #api;
-  #stream;
-  #poller;
+  #feed;
   #store;
   #updates;
   #lifecycle;
-  #connection = 'closed';
+  #schedules;
   #started = false;
   #pollingFromOptions = false;
 
@@ -90,34 +89,32 @@ export class TaskStateManager extends Emitter {
       onUnauthorized: (error) => this.emit('authRequired', error),
     });
     this.#lifecycle = new LifecycleSource(this.#api);
+    this.#schedules = new Schedules(this.#api);
     this.#store = new TaskStore(isTerminal);
     this.#updates = new TaskUpdates({
       store: this.#store, isTerminal,
       emit: (event, data) => this.emit(event, data),
       readTask: (taskId) => this.#api.task(taskId),
     });
-    this.#stream = new EventStream({
-      url: options.wsUrl ?? `${baseUrl.replace(/^http/, 'ws')}/api/v2/events`,
-      WebSocket: options.WebSocket ?? globalThis.WebSocket,
-      setTimeout, clearTimeout, token,
-      random: options.random ?? Math.random,
-      reconnectDelay: options.reconnectDelay ?? 500,
-      maxReconnectDelay: options.maxReconnectDelay ?? 5000,
-      ready: () => this.#lifecycle.current !== null, // nothing is applied before the table is known
-      on: {
-        open: () => {
-          this.#poller.stop();
-          this.#setConnection('live');
-        },
-        down: () => {
-          if (this.#connection !== 'polling') this.#setConnection('reconnecting');
-          this.#poller.start();
-        },
-        error: (error) => this.emit('error', error),
+    this.#feed = new LiveFeed({
+      stream: {
+        url: options.wsUrl ?? `${baseUrl.replace(/^http/, 'ws')}/api/v2/events`,
+        WebSocket: options.WebSocket ?? globalThis.WebSocket,
+        setTimeout, clearTimeout, token,
+        random: options.random ?? Math.random,
+        reconnectDelay: options.reconnectDelay ?? 500,
+        maxReconnectDelay: options.maxReconnectDelay ?? 5000,
+        ready: () => this.#lifecycle.current !== null, // nothing is applied before the table is known
+        events: this.#updates,
       },
-      events: this.#updates,
+      every: () => this.pollingFrequency,
+      poll: () => this.#poll(),
+      polled: (ok) => this.emit('poll', { ok }),
+      onState: (state) => this.emit('connection', {
+        state, attempt: this.#feed.attempt, lastSeq: this.lastSeq, pollingFrequency: this.pollingFrequency,
+      }),
+      onError: (error) => this.emit('error', error),
     });
-    this.#poller = new Poller({ every: () => this.pollingFrequency, round: () => this.#poll(), setTimeout, clearTimeout });
     if (options.pollingFrequency != null) {
       this.pollingFrequency = options.pollingFrequency;
       this.#pollingFromOptions = true;
@@ -128,13 +125,13 @@ export class TaskStateManager extends Emitter {
   // -- state -------------------------------------------------------------------------------
 
   /** connecting | live | reconnecting | polling | closed */
-  get connectionState() { return this.#connection; }
+  get connectionState() { return this.#feed.state; }
 
   /** The newest transition `seq` applied (null before the first snapshot or replay). */
-  get lastSeq() { return this.#stream.lastSeq; }
+  get lastSeq() { return this.#feed.lastSeq; }
 
   /** How many transitions were dropped because their `seq` had been applied already. */
-  get duplicatesDropped() { return this.#stream.duplicates; }
+  get duplicatesDropped() { return this.#feed.duplicates; }
 
   get isRestored() { return this.#updates.restored; }
 
@@ -153,7 +150,7 @@ export class TaskStateManager extends Emitter {
   async initialize() {
     if (this.#started) return this.activeTasks;
     this.#started = true;
-    this.#setConnection('connecting');
+    this.#feed.connecting();
     if (!this.#pollingFromOptions) this.pollingFrequency = (await this.#api.pollingFrequency()) ?? this.pollingFrequency;
     let tasks = [];
     try {
@@ -161,7 +158,7 @@ export class TaskStateManager extends Emitter {
     } catch (error) {
       this.emit('error', error);
     }
-    if (this.#started) this.#stream.open();
+    if (this.#started) this.#feed.open();
     return tasks;
   }
 
@@ -185,9 +182,7 @@ export class TaskStateManager extends Emitter {
   /** Closes the socket and stops every timer. */
   destroy() {
     this.#started = false;
-    this.#stream.close();
-    this.#poller.stop();
-    this.#setConnection('closed');
+    this.#feed.close();
   }
 
   // -- the API -----------------------------------------------------------------------------
@@ -242,7 +237,17 @@ export class TaskStateManager extends Emitter {
 
   getWorkers() { return this.#api.workers(); }
 
+  /** Every pending question of every task (GET /api/v2/questions), with task_id and task_name. */
   getQuestions() { return this.#api.questions(); }
+
+  /** The tree whose top is `rootId` (GET /api/v2/tasks?root_id=), applied, oldest first. */
+  getTaskTree(rootId) { return this.#applyAnswer(this.#api.taskTree(rootId)); }
+
+  /** The tasks the job of `parentId` spawned (GET /api/v2/tasks?parent_id=), applied. */
+  getChildren(parentId) { return this.#applyAnswer(this.#api.childrenOf(parentId)); }
+
+  /** The schedules (CONTRACT §6): list, get, create, update, pause, resume, remove. */
+  get schedules() { return this.#schedules; }
 
   /** Emergency reset: every active task ends and every job stops. Answers how many were reset. */
   async resetAgentState() {
@@ -258,10 +263,10 @@ export class TaskStateManager extends Emitter {
 
   // -- applying what the server says -------------------------------------------------------
 
-  /** Applies the task an API call answered, once the table is known. */
+  /** Applies the task (or the tasks) an API call answered, once the table is known. */
   async #applyAnswer(answer) {
-    const [task] = await Promise.all([answer, this.loadLifecycle()]);
-    return this.#updates.apply(task);
+    const [body] = await Promise.all([answer, this.loadLifecycle()]);
+    return Array.isArray(body) ? body.map((task) => this.#updates.apply(task)) : this.#updates.apply(body);
   }
 
   /** GET /api/v2/tasks/active, applied (the table is read first if it is not known yet). */
@@ -269,7 +274,7 @@ export class TaskStateManager extends Emitter {
     await this.loadLifecycle();
     const body = await this.#api.activeTasks();
     // Should the server say which `seq` the list includes, the socket can start from there.
-    this.#stream.startFrom(body?.seq);
+    this.#feed.startFrom(body?.seq);
     const items = Array.isArray(body?.items) ? body.items : [];
     await this.#updates.applyActiveList(items);
     return items;
@@ -277,24 +282,15 @@ export class TaskStateManager extends Emitter {
 
   // -- polling while the event stream is down ----------------------------------------------
 
+  /** One round: answers whether the server was reached. */
   async #poll() {
-    let ok = false;
     try {
       const items = await this.#syncActive();
-      ok = true;
       if (!this.#updates.restored) this.#updates.announceRestored(items);
+      return true;
     } catch (error) {
       this.emit('error', error);
+      return false;
     }
-    if (!this.#poller.running) return; // the socket came back meanwhile
-    this.#setConnection(ok ? 'polling' : 'reconnecting');
-    this.emit('poll', { ok });
-  }
-
-  #setConnection(state) {
-    if (this.#connection === state) return;
-    this.#connection = state;
-    const { attempt } = this.#stream;
-    this.emit('connection', { state, attempt, lastSeq: this.lastSeq, pollingFrequency: this.pollingFrequency });
   }
 }

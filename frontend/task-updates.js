@@ -5,7 +5,8 @@
 
 import { ApiError } from './api-client.js';
 
-const PROGRESS_FIELDS = ['progress', 'phase', 'message', 'items_processed', 'items_failed'];
+// A waiting parent's progress also says which children it still waits for (CONTRACT §6).
+const PROGRESS_FIELDS = ['progress', 'phase', 'message', 'items_processed', 'items_failed', 'waiting_for'];
 const ENDINGS = { completed: 'taskCompleted', failed: 'taskError', cancelled: 'taskCancelled' };
 
 export class TaskUpdates {

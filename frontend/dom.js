@@ -52,3 +52,20 @@ export function uid(prefix = 'ts') {
   counter += 1;
   return `${prefix}-${counter}`;
 }
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+/**
+ * svg('rect', {x: 0, width: 10, class: 'node'}, children…): an SVG element, as h() makes HTML
+ * ones: every prop an attribute (event handlers and style refused), strings as text nodes.
+ */
+export function svg(tag, props, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(props ?? {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (FORBIDDEN.test(key)) throw new Error(`svg(): refusing to set ${key}`);
+    el.setAttribute(key, value === true ? '' : String(value));
+  }
+  append(el, children);
+  return el;
+}

@@ -1,6 +1,7 @@
 // <ts-task-page task-id="…">: one task: its state (announced), progress, the actions the
-// transition table allows (cancel / stop / retry), pending questions, the transition
-// timeline, the run report and the live log. Everything it shows comes from the manager.
+// transition table allows (cancel / stop / retry), pending questions, its workflow (what it
+// waits for, its tree, its dependencies), the transition timeline, the run report and the
+// live log. Everything it shows comes from the manager.
 
 import { announce, lifecycle, manager, navigate, taskTitle } from './context.js';
 import { h, replaceChildren, setText } from './dom.js';
@@ -70,6 +71,7 @@ export class TaskPage extends HTMLElement {
     e.message = h('span', { class: 'message' });
     e.facts = h('dl', { class: 'facts facts-grid' });
     e.questions = document.createElement('ts-task-questions');
+    e.workflow = document.createElement('ts-task-workflow');
     e.timeline = document.createElement('ts-task-timeline');
     e.report = document.createElement('ts-task-report');
     e.log = document.createElement('ts-task-log');
@@ -87,6 +89,7 @@ export class TaskPage extends HTMLElement {
         e.facts, e.actions, e.actionError),
       h('section', { class: 'panel panel-attention questions-panel', 'aria-labelledby': 'q-h' },
         h('h2', { id: 'q-h' }, 'Waiting for an answer'), e.questions),
+      e.workflow,
       h('div', { class: 'task-grid' },
         section('timeline-h', 'Timeline', e.timeline),
         section('report-h', 'Run report', e.report)),
@@ -171,6 +174,7 @@ export class TaskPage extends HTMLElement {
     this.#renderFacts();
     this.#renderActions();
     e.questions.task = task;
+    e.workflow.task = task;
     e.questionsPanel.hidden = !(task.pending_questions ?? []).length;
     e.report.task = task;
   }

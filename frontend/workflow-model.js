@@ -49,11 +49,9 @@ export function countByState(tasks, states) {
   return Object.fromEntries(order.filter((s) => counts[s]).map((s) => [s, counts[s]]));
 }
 
-/** "3 children: 2 running, 1 completed" */
-export function describeCounts(counts, singular = 'task', plural = `${singular}s`) {
-  const total = Object.values(counts).reduce((sum, n) => sum + n, 0);
-  const parts = Object.entries(counts).map(([state, n]) => `${n} ${state}`);
-  return `${total} ${total === 1 ? singular : plural}${parts.length ? `: ${parts.join(', ')}` : ''}`;
+/** "2 running, 1 completed" ('' for no tasks) */
+export function describeCounts(counts) {
+  return Object.entries(counts).map(([state, n]) => `${n} ${state}`).join(', ');
 }
 
 /**

@@ -1,12 +1,19 @@
-// <ts-task-questions>: the questions a task's job waits on, each with a button per choice
-// (or a text box when it offers none). Answers go through the manager.
+// <ts-task-questions>: pending questions, each with a button per choice (or a text box when it
+// offers none); an approval gate (context.kind "approval") with Approve and Reject. Set `task`
+// for the questions of one task (its page), or `questions` for a list across tasks (each with
+// task_id and task_name, as GET /api/v2/questions answers), which also names each one's task.
+// Answers go through the manager.
 
 import { announce, manager } from './context.js';
 import { h, replaceChildren, setText, uid } from './dom.js';
 import { formatDateTime, formatTime, toJson } from './format.js';
+import { isApprovalGate } from './workflow-model.js';
+
+const GATE_BUTTONS = { approve: ['Approve', 'btn-primary'], reject: ['Reject', 'btn-danger-outline'] };
 
 export class TaskQuestions extends HTMLElement {
-  #task = null;
+  #questions = [];
+  #withTask = false;
   #key = '';
   #busy = new Set();
   #error = h('p', { class: 'form-error', role: 'alert' });
@@ -26,15 +33,24 @@ export class TaskQuestions extends HTMLElement {
     this.removeEventListener('submit', this.#onSubmit);
   }
 
+  /** One task's pending questions. */
   set task(task) {
-    this.#task = task;
+    this.#withTask = false;
+    this.#questions = (task?.pending_questions ?? []).map((q) => ({ ...q, task_id: task.id }));
+    this.#render();
+  }
+
+  /** Questions of any tasks, each with its task_id (and task_name). */
+  set questions(list) {
+    this.#withTask = true;
+    this.#questions = list;
     this.#render();
   }
 
   #render() {
-    const questions = this.#task?.pending_questions ?? [];
+    const questions = this.#questions;
     this.hidden = questions.length === 0;
-    const key = JSON.stringify([questions.map((q) => q.id), [...this.#busy]]);
+    const key = JSON.stringify([questions.map((q) => [q.task_id, q.id, q.task_name]), [...this.#busy]]);
     if (key === this.#key) return; // unchanged: keep focus where it is
     this.#key = key;
     replaceChildren(this.#list, questions.map((q) => this.#question(q)));
@@ -43,24 +59,32 @@ export class TaskQuestions extends HTMLElement {
   #question(q) {
     const textId = uid('question');
     const busy = this.#busy.has(q.id);
+    const gate = isApprovalGate(q);
     const choices = Array.isArray(q.choices) && q.choices.length ? q.choices : null;
+    const dataset = (choice) => ({ action: 'answer', task: q.task_id, question: q.id, choice: String(choice) });
     let answer;
     if (choices) {
       answer = h('div', { class: 'choices', role: 'group', 'aria-labelledby': textId },
-        choices.map((choice) => h('button', {
-          type: 'button', class: 'btn btn-primary', disabled: busy,
-          dataset: { action: 'answer', question: q.id, choice: String(choice) },
-        }, String(choice))));
+        choices.map((choice) => {
+          const [label, cls] = (gate && GATE_BUTTONS[choice]) || [String(choice), 'btn-primary'];
+          return h('button', { type: 'button', class: ['btn', cls], disabled: busy, dataset: dataset(choice) }, label);
+        }));
     } else {
       const inputId = uid('answer');
-      answer = h('form', { class: 'free-answer', dataset: { question: q.id } },
+      answer = h('form', { class: 'free-answer', dataset: { task: q.task_id, question: q.id } },
         h('label', { for: inputId }, 'Your answer'),
         h('input', { id: inputId, name: 'answer', type: 'text', required: true, disabled: busy, autocomplete: 'off' }),
         h('button', { type: 'submit', class: 'btn btn-primary', disabled: busy }, 'Answer'));
     }
-    return h('article', { class: 'question', dataset: { questionId: q.id }, 'aria-labelledby': textId },
+    // A gate's context is {kind, type}: the task line says both; anything more is shown.
+    const { kind: _kind, type, ...context } = gate ? q.context : {};
+    const shownContext = gate ? (Object.keys(context).length ? context : null) : q.context;
+    return h('article', { class: ['question', gate && 'question-gate'], dataset: { questionId: q.id, taskId: q.task_id }, 'aria-labelledby': textId },
+      this.#withTask ? h('p', { class: 'question-task' }, gate ? 'Approval gate of ' : 'Asked by ',
+        h('a', { href: `#/tasks/${encodeURIComponent(q.task_id)}` }, q.task_name || q.task_type || q.task_id),
+        (type ?? q.task_type) ? h('span', { class: 'mono' }, ` (${type ?? q.task_type})`) : null) : null,
       h('p', { class: 'question-text', id: textId }, q.question ?? ''),
-      q.context !== null && q.context !== undefined ? h('pre', { class: 'question-context' }, toJson(q.context)) : null,
+      shownContext !== null && shownContext !== undefined ? h('pre', { class: 'question-context' }, toJson(shownContext)) : null,
       h('p', { class: 'hint' }, 'Asked ',
         h('time', { datetime: q.asked_at, title: formatDateTime(q.asked_at) }, formatTime(q.asked_at)),
         q.timeout_at ? ` · the default answer applies at ${formatTime(q.timeout_at)}` : ''),
@@ -70,9 +94,10 @@ export class TaskQuestions extends HTMLElement {
   #click(event) {
     const button = event.target.closest('button[data-action="answer"]');
     if (!button || !this.contains(button)) return;
-    const q = (this.#task?.pending_questions ?? []).find((x) => x.id === button.dataset.question);
-    const choice = q?.choices?.find((c) => String(c) === button.dataset.choice) ?? button.dataset.choice;
-    this.#answer(button.dataset.question, choice);
+    const { task, question, choice: text } = button.dataset;
+    const q = this.#questions.find((x) => x.id === question && x.task_id === task);
+    const choice = q?.choices?.find((c) => String(c) === text) ?? text;
+    this.#answer(task, question, choice);
   }
 
   #submit(event) {
@@ -81,17 +106,18 @@ export class TaskQuestions extends HTMLElement {
     event.preventDefault();
     const value = form.elements.answer.value;
     if (value.trim() === '') return;
-    this.#answer(form.dataset.question, value);
+    this.#answer(form.dataset.task, form.dataset.question, value);
   }
 
-  async #answer(questionId, answer) {
-    if (!this.#task || this.#busy.has(questionId)) return;
+  async #answer(taskId, questionId, answer) {
+    if (!taskId || this.#busy.has(questionId)) return;
     this.#busy.add(questionId);
     setText(this.#error, '');
     this.#render();
     try {
-      await manager().answerQuestion(this.#task.id, questionId, answer);
+      await manager().answerQuestion(taskId, questionId, answer);
       announce(`Answered “${answer}”`);
+      this.dispatchEvent(new CustomEvent('ts-answered', { bubbles: true, detail: { taskId, questionId, answer } }));
     } catch (error) {
       setText(this.#error, `Could not answer: ${error.message}`);
     } finally {

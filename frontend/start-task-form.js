@@ -2,32 +2,28 @@
 
 import { announce, manager, taskTitle } from './context.js';
 import { h, replaceChildren, setText } from './dom.js';
-import { FieldError, buildParamFields } from './schema-form.js';
+import { FieldError } from './schema-form.js';
+import { TaskTypeFields } from './task-type-fields.js';
 
 export class StartTaskForm extends HTMLElement {
-  #types = [];
   #form = null;
-  #select = h('select', { id: 'start-type', name: 'type', required: true });
+  #fields = new TaskTypeFields('start');
   #name = h('input', { id: 'start-name', name: 'name', type: 'text', maxlength: '200', autocomplete: 'off', placeholder: 'defaults to the type' });
-  #description = h('p', { class: 'hint', id: 'start-type-hint' });
-  #params = h('fieldset', { class: 'params' });
   #submit = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Start task');
   #status = h('p', { class: 'form-status', role: 'status' });
   #error = h('p', { class: 'form-error', role: 'alert' });
-  #reader = null;
   #onSubmit = (event) => this.#start(event);
   #onChange = (event) => {
-    if (event.target === this.#select) this.#showParams();
+    if (event.target === this.#fields.select) setText(this.#error, '');
   };
 
   connectedCallback() {
     if (!this.#form) {
-      this.#select.setAttribute('aria-describedby', 'start-type-hint');
       this.#form = h('form', { class: 'panel start-form', 'aria-labelledby': 'start-heading', novalidate: false },
         h('h2', { id: 'start-heading' }, 'Start a task'),
-        h('div', { class: 'field' }, h('label', { for: 'start-type' }, 'Type'), this.#select, this.#description),
+        this.#fields.typeField,
         h('div', { class: 'field' }, h('label', { for: 'start-name' }, 'Name'), this.#name),
-        this.#params,
+        this.#fields.params,
         h('div', { class: 'form-actions' }, this.#submit),
         this.#error,
         this.#status,
@@ -36,7 +32,7 @@ export class StartTaskForm extends HTMLElement {
     }
     this.#form.addEventListener('submit', this.#onSubmit);
     this.#form.addEventListener('change', this.#onChange);
-    if (this.#types.length === 0) this.#load();
+    if (!this.#fields.loaded) this.#load();
   }
 
   disconnectedCallback() {
@@ -46,36 +42,12 @@ export class StartTaskForm extends HTMLElement {
 
   async #load() {
     this.#submit.disabled = true;
-    setText(this.#description, 'Loading job types…');
     try {
-      this.#types = await manager().getTaskTypes();
+      const types = await this.#fields.load();
+      this.#submit.disabled = types.length === 0;
     } catch (error) {
-      setText(this.#description, '');
       setText(this.#error, `Could not load the job types: ${error.message}`);
-      return;
     }
-    replaceChildren(this.#select, this.#types.map((t) => h('option', { value: t.name }, t.name)));
-    const preferred = this.#types.find((t) => t.name === 'demo.sleep') ?? this.#types[0];
-    if (preferred) this.#select.value = preferred.name;
-    this.#submit.disabled = this.#types.length === 0;
-    this.#showParams();
-  }
-
-  #showParams() {
-    const type = this.#types.find((t) => t.name === this.#select.value);
-    setText(this.#error, '');
-    if (!type) {
-      setText(this.#description, 'No job types are registered.');
-      this.#params.replaceChildren();
-      this.#reader = null;
-      return;
-    }
-    const kind = type.kind === 'service' ? 'Service: stays up until stopped. ' : '';
-    setText(this.#description, `${kind}${type.description ?? ''}`);
-    const { fields, read } = buildParamFields(type.params_schema, 'start-param');
-    this.#reader = read;
-    replaceChildren(this.#params, h('legend', {}, 'Parameters'),
-      fields.length ? fields : h('p', { class: 'hint' }, 'This type takes no parameters.'));
   }
 
   async #start(event) {
@@ -85,7 +57,7 @@ export class StartTaskForm extends HTMLElement {
     if (!this.#form.reportValidity()) return;
     let params;
     try {
-      params = this.#reader ? this.#reader() : {};
+      params = this.#fields.read();
     } catch (error) {
       if (error instanceof FieldError) {
         setText(this.#error, error.message);
@@ -94,7 +66,7 @@ export class StartTaskForm extends HTMLElement {
       }
       throw error;
     }
-    const request = { type: this.#select.value, params, trigger: 'manual', trigger_source: 'web-ui' };
+    const request = { type: this.#fields.type, params, trigger: 'manual', trigger_source: 'web-ui' };
     const name = this.#name.value.trim();
     if (name) request.name = name;
     this.#submit.disabled = true;

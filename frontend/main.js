@@ -5,12 +5,17 @@ import { registerAnnouncer } from './announcer.js';
 import { registerConnectionIndicator } from './connection-indicator.js';
 import { setManager } from './context.js';
 import { registerDashboardPage } from './dashboard-page.js';
+import { registerDependencyGraph } from './dependency-graph.js';
 import { registerHistoryPage } from './history-page.js';
+import { registerQuestionsPage } from './questions-page.js';
 import { registerRecentTasks } from './recent-tasks.js';
 import { registerResetButton } from './reset-button.js';
 import { Router } from './router.js';
+import { registerScheduleForm } from './schedule-form.js';
+import { registerSchedulesPage } from './schedules-page.js';
 import { registerStartTaskForm } from './start-task-form.js';
 import { registerTaskCard } from './task-card.js';
+import { registerTaskGroup } from './task-group.js';
 import { registerTaskLog } from './task-log.js';
 import { registerTaskPage } from './task-page.js';
 import { registerTaskQuestions } from './task-questions.js';
@@ -18,6 +23,8 @@ import { registerTaskReport } from './task-report.js';
 import { TaskStateManager } from './task-state-manager.js';
 import { registerTaskTable } from './task-table.js';
 import { registerTaskTimeline } from './task-timeline.js';
+import { registerTaskTree } from './task-tree.js';
+import { registerTaskWorkflow } from './task-workflow.js';
 import { registerWorkersPage } from './workers-page.js';
 
 function pollingFrequency() {
@@ -39,7 +46,9 @@ for (const register of [
   registerTaskCard, registerTaskTable, registerTaskTimeline, registerTaskLog, registerTaskQuestions,
   registerTaskReport, registerActiveTasks, registerRecentTasks, registerStartTaskForm,
   registerConnectionIndicator, registerAnnouncer, registerResetButton, registerDashboardPage,
-  registerHistoryPage, registerTaskPage, registerWorkersPage,
+  registerHistoryPage, registerTaskPage, registerWorkersPage, registerTaskTree, registerTaskGroup,
+  registerDependencyGraph, registerTaskWorkflow, registerQuestionsPage, registerScheduleForm,
+  registerSchedulesPage,
 ]) {
   register();
 }

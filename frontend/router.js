@@ -1,9 +1,12 @@
-// Hash routing: #/ (dashboard), #/history?filters, #/tasks/<id>, #/workers. A hash that does
+// Hash routing: #/ (dashboard), #/history?filters, #/tasks/<id>, #/questions, #/schedules,
+// #/workers. A hash that does
 // not start with "#/" (a skip link's #main) leaves the current view alone.
 
 const ROUTES = [
   { name: 'dashboard', pattern: /^\/?$/, tag: 'ts-dashboard-page', title: 'Dashboard', nav: '#/' },
   { name: 'history', pattern: /^\/history\/?$/, tag: 'ts-history-page', title: 'History', nav: '#/history' },
+  { name: 'questions', pattern: /^\/questions\/?$/, tag: 'ts-questions-page', title: 'Questions', nav: '#/questions' },
+  { name: 'schedules', pattern: /^\/schedules\/?$/, tag: 'ts-schedules-page', title: 'Schedules', nav: '#/schedules' },
   { name: 'workers', pattern: /^\/workers\/?$/, tag: 'ts-workers-page', title: 'Workers', nav: '#/workers' },
   { name: 'task', pattern: /^\/tasks\/([^/]+)\/?$/, tag: 'ts-task-page', title: 'Task', nav: null },
 ];

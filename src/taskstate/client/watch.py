@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ from taskstate.client.formatting import (
     question_text,
 )
 from taskstate.client.http import Client, ClientError, Json, ServerUnreachable, task_path
+from taskstate.client.terminal import Terminal
 from taskstate.core.states import TERMINAL_STATES
 
 DEFAULT_RECONNECT_SECONDS = 60.0
@@ -71,16 +71,15 @@ class Watcher:
         self.client = client
         self.task_id = task_id
         self.json_lines = options.json_lines and not options.quiet
-        self.quiet = options.quiet
         self.logs = options.logs
         self.reconnect_for = options.reconnect_for
-        self.out = sys.stdout
-        self.tty = self.out.isatty() and not self.json_lines
+        self.terminal = Terminal(quiet=options.quiet, json_lines=self.json_lines)
+        #: The stream's filter (CONTRACT §3, §6): `task_id`, `root_id`, or none (everything).
+        self.scope: dict[str, str] = {"task_id": task_id} if task_id is not None else {}
         self.last_seq: int | None = None
         self.final: Json | None = None
         self.interrupted = False
         self.names: dict[str, str] = {}
-        self.bar_shown = False
 
     def preload(self, task: Json, rows: list[Json]) -> bool:
         """Show the transitions already recorded as if they were replayed; True if the task ended."""
@@ -103,14 +102,14 @@ class Watcher:
         if task.get("state") in _TERMINAL:  # ended between the two reads: the stream replays it
             return False
         if not self.json_lines and task.get("progress"):
-            self._progress(f"{self._who(task)}  {progress_text(task)}")
+            self.terminal.progress(f"{self._who(task)}  {progress_text(task)}")
         return False
 
     def run(self) -> Json | None:
         try:
             return asyncio.run(self._follow_until_interrupted())
         finally:
-            self._end_bar()
+            self.terminal.end_bar()
 
     async def _follow_until_interrupted(self) -> Json | None:
         """`_follow`, ended by Ctrl-C (SIGINT) however busy it is.
@@ -150,9 +149,7 @@ class Watcher:
         while True:
             if self.interrupted:
                 raise KeyboardInterrupt
-            query: dict[str, str] = {}
-            if self.task_id is not None:
-                query["task_id"] = self.task_id
+            query = dict(self.scope)
             if self.last_seq is not None:
                 query["since"] = str(self.last_seq)
             url = self.client.events_url(query)
@@ -166,7 +163,7 @@ class Watcher:
                     max_size=16 * 1024 * 1024,
                 ) as ws:
                     if failing_since is not None:
-                        self._note("reconnected")
+                        self.terminal.note("reconnected")
                     failing_since, delay = None, 0.2
                     async for raw in ws:
                         try:
@@ -206,7 +203,7 @@ class Watcher:
             if failing_since is None:
                 failing_since = now
                 what = " ".join(str(x) for x in (code, reason) if x)
-                self._note(f"connection lost ({what or 'no reason given'}); reconnecting")
+                self.terminal.note(f"connection lost ({what or 'no reason given'}); reconnecting")
             elif now - failing_since > self.reconnect_for:
                 raise ServerUnreachable(
                     f"lost the event stream and could not reconnect for {self.reconnect_for:.0f}s: {reason}"
@@ -231,7 +228,7 @@ class Watcher:
                 return False  # already shown before a reconnect
             self.last_seq = seq
         if self.json_lines:
-            print(json.dumps(event, separators=(",", ":")), file=self.out, flush=True)
+            print(json.dumps(event, separators=(",", ":")), file=self.terminal.out, flush=True)
         if kind in ("snapshot", "snapshot_part"):
             # A large snapshot comes in parts (`part` k of `parts`), all of the same seq.
             self.last_seq = int(event.get("seq") or 0)
@@ -239,9 +236,9 @@ class Watcher:
             for task in tasks:
                 self._remember(task)
                 if not self.json_lines:
-                    self._line(f"{self._who(task)}  {task.get('state')}  {progress_text(task)}")
+                    self.terminal.line(f"{self._who(task)}  {task.get('state')}  {progress_text(task)}")
             if not tasks and kind == "snapshot" and self.task_id is None and not self.json_lines:
-                self._line("no active tasks; waiting for events (Ctrl-C to stop)")
+                self.terminal.line("no active tasks; waiting for events (Ctrl-C to stop)")
             for task in tasks:
                 if task.get("id") == self.task_id and task.get("state") in _TERMINAL:
                     if not self.json_lines:
@@ -256,7 +253,7 @@ class Watcher:
                 reason = f"  ({event['reason']})" if event.get("reason") else ""
                 line = f"{local_time_of_day(event.get('at'))}  {self._who(task, event.get('task_id'))}  "
                 line += f"{event.get('from') or '-'} -> {event.get('to')}{reason}"
-                self._line(line)
+                self.terminal.line(line)
                 if event.get("to") in _TERMINAL and (
                     self.task_id is None or event.get("task_id") == self.task_id
                 ):
@@ -268,13 +265,14 @@ class Watcher:
         if self.json_lines:
             return False
         if kind == "progress":
-            self._progress(f"{self._who({}, event.get('task_id'))}  {progress_text(event)}")
+            self.terminal.progress(f"{self._who({}, event.get('task_id'))}  {progress_text(event)}")
         elif kind == "log" and self.logs:
-            self._line(f"{self._who({}, event.get('task_id'))}  {event.get('level')}: {event.get('message')}")
+            who = self._who({}, event.get("task_id"))
+            self.terminal.line(f"{who}  {event.get('level')}: {event.get('message')}")
         elif kind == "question":
             question: Json = event.get("question") or {}
             if question.get("status", "pending") == "pending":
-                self._line(f"{self._who({}, event.get('task_id'))}  asks {question_text(question)}")
+                self.terminal.line(f"{self._who({}, event.get('task_id'))}  asks {question_text(question)}")
         return False
 
     def _remember(self, task: Json) -> None:
@@ -293,37 +291,7 @@ class Watcher:
             text += f": {task['error']}"
         elif task.get("result") is not None:
             text += f"; result {json_excerpt(task['result'], 200)}"
-        self._line(text)
-
-    # Terminal handling: on a TTY the progress bar is one line redrawn in place, and other
-    # lines are printed above it; elsewhere every progress report is a line of its own.
-
-    def _line(self, text: str) -> None:
-        if self.quiet:
-            return
-        self._end_bar()
-        print(text, file=self.out, flush=True)
-
-    def _progress(self, text: str) -> None:
-        if self.quiet:
-            return
-        if self.tty:
-            self.out.write("\r\x1b[2K" + text)
-            self.out.flush()
-            self.bar_shown = True
-        else:
-            print(text, file=self.out, flush=True)
-
-    def _note(self, text: str) -> None:
-        if not self.quiet and not self.json_lines:
-            self._end_bar()
-            print(f"taskstate: {text}", file=sys.stderr, flush=True)
-
-    def _end_bar(self) -> None:
-        if self.bar_shown:
-            self.out.write("\r\x1b[2K")
-            self.out.flush()
-            self.bar_shown = False
+        self.terminal.line(text)
 
 
 class _Resync(Exception):

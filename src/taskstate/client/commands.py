@@ -12,94 +12,52 @@ Exit codes: 0 done; 1 the server refused (its `{"error", "detail"}` goes to stde
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import os
 import sys
 from collections.abc import Callable
-from typing import Any
 
+from taskstate.client.command_line import (
+    EPILOG,
+    EXIT_OK,
+    add_param_option,
+    common_options,
+    outcome,
+    run_with_client,
+)
 from taskstate.client.formatting import clip, duration, local_datetime, print_json, print_table, print_task
-from taskstate.client.http import DEFAULT_URL, Client, ClientError, Json, ServerUnreachable, task_path
+from taskstate.client.http import Client, Json, task_path
 from taskstate.client.watch import DEFAULT_RECONNECT_SECONDS, Watcher, WatchOptions, follow_task
 from taskstate.core.states import State
-
-EXIT_OK = 0
-EXIT_SERVER_ERROR = 1
-EXIT_UNREACHABLE = 3
-EXIT_TASK_UNSUCCESSFUL = 4
-EXIT_INTERRUPTED = 130
-
-
-# -- arguments ------------------------------------------------------------------------------
-
-
-def _param(text: str) -> tuple[str, Any]:
-    """`k=v`: the value is JSON when it parses as JSON, else the string itself."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    try:
-        value: Any = json.loads(raw, parse_constant=_not_json)
-    except ValueError:
-        value = raw  # including NaN and Infinity, which JSON does not have
-    return key, value
-
-
-def _not_json(constant: str) -> Any:
-    raise ValueError(constant)
-
-
-def _common_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("connection and output")
-    group.add_argument(
-        "--url",
-        default=os.environ.get("TASKSTATE_URL") or DEFAULT_URL,
-        help=f"the server (TASKSTATE_URL, default {DEFAULT_URL})",
-    )
-    group.add_argument(
-        "--token",
-        default=os.environ.get("TASKSTATE_TOKEN") or None,
-        help="API token, sent as 'Authorization: Bearer ...'; prefer TASKSTATE_TOKEN (not shown by ps)",
-    )
-    group.add_argument("--json", action="store_true", help="print JSON for scripts instead of text")
-    group.add_argument(
-        "--timeout", type=float, default=30.0, metavar="SECONDS", help="HTTP request timeout (30)"
-    )
-    return common
 
 
 def add_client_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the client commands on the `taskstate` parser's subcommands."""
-    common = _common_options()
+    common = common_options()
     formatter = argparse.RawDescriptionHelpFormatter
-    epilog = (
-        "exit codes: 0 ok, 1 the server refused, 2 bad usage, 3 server unreachable,\n"
-        "4 the task ended failed or cancelled (when waiting on it)"
-    )
 
     def add(name: str, help: str, func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
         parser = subparsers.add_parser(
-            name, help=help, description=help, parents=[common], epilog=epilog, formatter_class=formatter
+            name, help=help, description=help, parents=[common], epilog=EPILOG, formatter_class=formatter
         )
         parser.set_defaults(func=func)
         return parser
 
     submit = add("submit", "start a task", _submit)
     submit.add_argument("type", metavar="TYPE", help="the job type (see GET /api/v2/task-types)")
-    submit.add_argument(
-        "-p",
-        "--param",
-        dest="params",
-        action="append",
-        type=_param,
-        default=[],
-        metavar="KEY=VALUE",
-        help="a parameter; VALUE is read as JSON if it parses (5, true, [1,2]), else as a string",
-    )
+    add_param_option(submit)
     submit.add_argument("--name", help="a name for the task (default: its type)")
     submit.add_argument("--priority", type=int, help="higher runs first (default 0)")
+    submit.add_argument(
+        "--depends-on",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="a task that must complete before this one runs (repeatable)",
+    )
+    submit.add_argument(
+        "--requires-approval",
+        action="store_true",
+        help="hold the task until a person approves it (its approval question)",
+    )
     submit.add_argument("--wait", action="store_true", help="follow the task until it ends, like `watch ID`")
 
     status = add("status", "show one task", _status)
@@ -137,32 +95,6 @@ def add_client_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     add("workers", "the server instances and the tasks they hold", _workers)
 
 
-# -- running a command ----------------------------------------------------------------------
-
-
-def _quiet_libraries() -> None:
-    # `taskstate` configures logging at INFO for `serve`; a client's output is its own.
-    for name in ("httpx", "httpcore", "websockets"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def _run(args: argparse.Namespace, body: Callable[[Client], int]) -> int:
-    _quiet_libraries()
-    try:
-        with Client(args.url, token=args.token, timeout=args.timeout) as client:
-            return body(client)
-    except ClientError as exc:
-        print(f"taskstate: error: {exc.message}", file=sys.stderr)
-        return EXIT_UNREACHABLE if isinstance(exc, ServerUnreachable) else EXIT_SERVER_ERROR
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # The reader went away (`taskstate tasks --json | head`): stop quietly, as Python's docs advise.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_SERVER_ERROR
-
-
 # -- commands -------------------------------------------------------------------------------
 
 
@@ -177,6 +109,10 @@ def _submit(args: argparse.Namespace) -> int:
         body["name"] = args.name
     if args.priority is not None:
         body["priority"] = args.priority
+    if args.depends_on:
+        body["depends_on"] = args.depends_on
+    if args.requires_approval:
+        body["requires_approval"] = True
 
     def run(client: Client) -> int:
         task: Json = client.request("POST", "/api/v2/tasks", json=body)
@@ -193,9 +129,9 @@ def _submit(args: argparse.Namespace) -> int:
             # As `status --json` prints it: the HTTP API's rendering of the ended task.
             final = client.request("GET", task_path(task["id"]))
             print_json(final)
-        return _outcome(final)
+        return outcome(final)
 
-    return _run(args, run)
+    return run_with_client(args, run)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -207,7 +143,7 @@ def _status(args: argparse.Namespace) -> int:
             print_task(task, sys.stdout)
         return EXIT_OK
 
-    return _run(args, run)
+    return run_with_client(args, run)
 
 
 def _cancel(args: argparse.Namespace) -> int:
@@ -219,7 +155,7 @@ def _cancel(args: argparse.Namespace) -> int:
             print(f"{task['id']}: {task['state']}")
         return EXIT_OK
 
-    return _run(args, run)
+    return run_with_client(args, run)
 
 
 def _tasks(args: argparse.Namespace) -> int:
@@ -253,7 +189,7 @@ def _tasks(args: argparse.Namespace) -> int:
         print(f"{len(items)} of {total} task{'s' if total != 1 else ''}")
         return EXIT_OK
 
-    return _run(args, run)
+    return run_with_client(args, run)
 
 
 def _workers(args: argparse.Namespace) -> int:
@@ -277,7 +213,7 @@ def _workers(args: argparse.Namespace) -> int:
         print_table(["ID", "HOST", "PID", "STATE", "STARTED", "HEARTBEAT AGE", "TASKS"], rows, sys.stdout)
         return EXIT_OK
 
-    return _run(args, run)
+    return run_with_client(args, run)
 
 
 def _watch(args: argparse.Namespace) -> int:
@@ -286,10 +222,6 @@ def _watch(args: argparse.Namespace) -> int:
         if args.id is None:
             Watcher(client, task_id=None, options=options).run()
             return EXIT_OK
-        return _outcome(follow_task(client, args.id, options))
+        return outcome(follow_task(client, args.id, options))
 
-    return _run(args, run)
-
-
-def _outcome(task: Json | None) -> int:
-    return EXIT_OK if task is not None and task.get("state") == State.COMPLETED else EXIT_TASK_UNSUCCESSFUL
+    return run_with_client(args, run)

@@ -1,4 +1,4 @@
-"""The `taskstate` commands for people: submit, status, watch, cancel, tasks, workers.
+"""The `taskstate` commands for people: submit, status, watch, cancel, tasks, workers, tree.
 
 They talk to a running server over its HTTP API and its WebSocket `/api/v2/events`
 (CONTRACT §2, §3), never to the database. Every command takes `--url` (TASKSTATE_URL),
@@ -6,7 +6,7 @@ They talk to a running server over its HTTP API and its WebSocket `/api/v2/event
 
 Exit codes: 0 done; 1 the server refused (its `{"error", "detail"}` goes to stderr);
 2 bad usage; 3 the server cannot be reached; 4 the task waited on ended `failed` or
-`cancelled` (`submit --wait`, `watch ID`); 130 interrupted.
+`cancelled` (`submit --wait`, `watch ID`, `tree ID --watch`); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from taskstate.client.command_line import (
 )
 from taskstate.client.formatting import clip, duration, local_datetime, print_json, print_table, print_task
 from taskstate.client.http import Client, Json, task_path
+from taskstate.client.tree import add_tree_command
 from taskstate.client.watch import DEFAULT_RECONNECT_SECONDS, Watcher, WatchOptions, follow_task
 from taskstate.core.states import State
 
@@ -93,6 +94,7 @@ def add_client_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     tasks.add_argument("--limit", type=int, default=20, help="how many (default 20, at most 500)")
 
     add("workers", "the server instances and the tasks they hold", _workers)
+    add_tree_command(add)
 
 
 # -- commands -------------------------------------------------------------------------------

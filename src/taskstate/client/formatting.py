@@ -48,11 +48,12 @@ def duration(seconds: Any) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def progress_bar(progress: Any) -> str:
+def progress_bar(progress: Any, *, width: int = PROGRESS_BAR_WIDTH, percent: bool = True) -> str:
     value = float(progress) if isinstance(progress, int | float) else 0.0
     value = min(100.0, max(0.0, value))
-    filled = round(PROGRESS_BAR_WIDTH * value / 100)
-    return f"[{'#' * filled}{'.' * (PROGRESS_BAR_WIDTH - filled)}] {value:5.1f}%"
+    filled = round(width * value / 100)
+    bar = f"[{'#' * filled}{'.' * (width - filled)}]"
+    return f"{bar} {value:5.1f}%" if percent else bar
 
 
 def progress_text(report: Mapping[str, Any]) -> str:

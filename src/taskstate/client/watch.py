@@ -250,10 +250,7 @@ class Watcher:
             task = event.get("task") or {}
             self._remember(task)
             if not self.json_lines:
-                reason = f"  ({event['reason']})" if event.get("reason") else ""
-                line = f"{local_time_of_day(event.get('at'))}  {self._who(task, event.get('task_id'))}  "
-                line += f"{event.get('from') or '-'} -> {event.get('to')}{reason}"
-                self.terminal.line(line)
+                self.terminal.line(self._transition_line(event, task))
                 if event.get("to") in _TERMINAL and (
                     self.task_id is None or event.get("task_id") == self.task_id
                 ):
@@ -274,6 +271,11 @@ class Watcher:
             if question.get("status", "pending") == "pending":
                 self.terminal.line(f"{self._who({}, event.get('task_id'))}  asks {question_text(question)}")
         return False
+
+    def _transition_line(self, event: Json, task: Json) -> str:  # 14:03:07  1a2b3c4d name  a -> b
+        reason = f"  ({event['reason']})" if event.get("reason") else ""
+        line = f"{local_time_of_day(event.get('at'))}  {self._who(task, event.get('task_id'))}  "
+        return line + f"{event.get('from') or '-'} -> {event.get('to')}{reason}"
 
     def _remember(self, task: Json) -> None:
         if task.get("id") and task.get("name"):

@@ -1,4 +1,5 @@
-"""The `taskstate` commands for people: submit, status, watch, cancel, tasks, workers, tree.
+"""The `taskstate` commands for people: submit, status, watch, cancel, tasks, workers, tree,
+schedules.
 
 They talk to a running server over its HTTP API and its WebSocket `/api/v2/events`
 (CONTRACT §2, §3), never to the database. Every command takes `--url` (TASKSTATE_URL),
@@ -25,6 +26,7 @@ from taskstate.client.command_line import (
 )
 from taskstate.client.formatting import clip, duration, local_datetime, print_json, print_table, print_task
 from taskstate.client.http import Client, Json, task_path
+from taskstate.client.schedules import add_schedule_commands
 from taskstate.client.tree import add_tree_command
 from taskstate.client.watch import DEFAULT_RECONNECT_SECONDS, Watcher, WatchOptions, follow_task
 from taskstate.core.states import State
@@ -95,6 +97,7 @@ def add_client_commands(subparsers: argparse._SubParsersAction[argparse.Argument
 
     add("workers", "the server instances and the tasks they hold", _workers)
     add_tree_command(add)
+    add_schedule_commands(subparsers, common)
 
 
 # -- commands -------------------------------------------------------------------------------

@@ -105,6 +105,8 @@ class Client:
             raise ServerUnreachable.at(self.base_url, exc) from exc
         if response.status_code >= 400:
             raise ClientError.from_response(response)
+        if response.status_code == 204:
+            return None  # No Content: a DELETE that was done
         try:
             return response.json()
         except ValueError:
@@ -129,3 +131,8 @@ class Client:
 def task_path(task_id: str, *rest: str) -> str:
     """`/api/v2/tasks/{id}[/rest...]`, the id quoted so that whatever was typed stays one path segment."""
     return "/".join(["/api/v2/tasks", quote(task_id.strip(), safe=""), *rest])
+
+
+def schedule_path(schedule_id: str, *rest: str) -> str:
+    """`/api/v2/schedules/{id}[/rest...]`, quoted as `task_path` quotes."""
+    return "/".join(["/api/v2/schedules", quote(schedule_id.strip(), safe=""), *rest])

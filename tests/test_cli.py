@@ -593,6 +593,227 @@ async def test_ctrl_c_stops_watch_at_once_even_while_it_reconnects(tmp_path: Pat
         server.stop_quietly()
 
 
+# -- workflows: submit --depends-on / --requires-approval, tree, schedules ----------------------
+
+TREE_LINE = re.compile(
+    r"^(?P<indent>(?:[│ ]  )*(?:[├└]─ )?)(?P<name>.+?)\s{2,}(?P<state>[a-z]+)\s+\[[#.]{12}\]\s+"
+    r"(?P<pct>\d+\.\d)%  (?P<id>[0-9a-f]{8})(?:  (?P<note>.*))?$"
+)
+
+
+def tree_rows(text: str) -> list[dict[str, str]]:
+    return [m.groupdict() for line in text.splitlines() if (m := TREE_LINE.match(line))]
+
+
+async def history_until(
+    server: LiveServer, params: dict[str, str], enough: Any, timeout: float = 15
+) -> list[dict[str, Any]]:
+    """Poll the history with `params` until `enough(items)`; answers the items."""
+    async with asyncio.timeout(timeout):
+        while True:
+            items: list[dict[str, Any]] = (await server.client.get("/api/v2/tasks", params=params)).json()[
+                "items"
+            ]
+            if enough(items):
+                return items
+            await asyncio.sleep(0.05)
+
+
+async def test_submit_with_dependencies_and_an_approval_gate(sqlite_server: LiveServer) -> None:
+    url = sqlite_server.base_url
+    first = await sqlite_server.create("demo.sleep", params={"seconds": 0.3, "steps": 1}, name="first")
+    second = await sqlite_server.create("demo.noop", name="second")
+    gated = await cli(
+        "submit",
+        "demo.noop",
+        "--depends-on",
+        first["id"],
+        "--depends-on",
+        second["id"],
+        "--requires-approval",
+        "--name",
+        "gated",
+        "--json",
+        url=url,
+    )
+    assert gated.code == 0, gated.err
+    task = gated.json()
+    assert task["depends_on"] == [first["id"], second["id"]]
+    assert task["requires_approval"] is True and task["blocked"] is True
+    [gate] = task["pending_questions"]
+    assert gate["context"]["kind"] == "approval"
+    await sqlite_server.wait_for(first["id"])
+    await sqlite_server.wait_for(second["id"])
+    assert (await sqlite_server.get(task["id"]))["state"] == "queued"  # still waits for its approval
+    answer = f"/api/v2/tasks/{task['id']}/questions/{gate['id']}/answer"
+    assert (await sqlite_server.client.post(answer, json={"answer": "approve"})).status_code == 200
+    await sqlite_server.wait_for(task["id"], "completed")
+
+    unknown = str(uuid.uuid4())
+    refused = await cli("submit", "demo.noop", "--depends-on", unknown, url=url)
+    assert refused.code == 1
+    assert "422" in refused.err and unknown in refused.err, refused.err
+
+
+async def test_tree_prints_a_workflow_and_watch_follows_it_until_the_root_ends(
+    sqlite_server: LiveServer,
+) -> None:
+    url = sqlite_server.base_url
+    plan = await sqlite_server.create("demo.plan", params={"seconds": 0.3}, name="release")
+    items = await history_until(sqlite_server, {"root_id": plan["id"]}, lambda items: len(items) == 4)
+    gather = next(t for t in items if t["name"] == "1. gather")
+
+    # Asked for any task of the tree, it prints the whole tree, the root first.
+    printed = await cli("tree", gather["id"], url=url)
+    assert printed.code == 0, printed.err
+    rows = tree_rows(printed.out)
+    assert [(r["indent"], r["name"]) for r in rows] == [
+        ("", "release"),
+        ("├─ ", "1. gather"),
+        ("├─ ", "2. build"),
+        ("└─ ", "3. ship"),
+    ]
+    assert rows[0]["note"] == "waiting for 3 of its children"
+    assert rows[1]["note"] == "blocked: waits for approval"
+    assert rows[2]["note"] == "blocked: waits for 1. gather (queued)"
+    as_json = await cli("tree", plan["id"], "--json", url=url)
+    assert as_json.json()["root_id"] == plan["id"]
+    assert {t["id"] for t in as_json.json()["items"]} == {t["id"] for t in items}
+
+    watch = await start_streaming("tree", plan["id"], "--watch", url=url)
+    try:
+        for _ in range(4):  # the tree as it is, before anything moves
+            await watch.next_line()
+        gate = gather["pending_questions"][0]
+        answer = f"/api/v2/tasks/{gather['id']}/questions/{gate['id']}/answer"
+        assert (await sqlite_server.client.post(answer, json={"answer": "approve"})).status_code == 200
+        async with asyncio.timeout(60):
+            code = await watch.process.wait()
+        rest = (await watch.process.stdout.read()).decode() if watch.process.stdout else ""
+    finally:
+        if watch.process.returncode is None:
+            watch.process.kill()
+            await watch.process.wait()
+    assert code == 0
+    text = "\n".join(watch.lines) + "\n" + rest
+    # Each step ran after the one before it; then the root ended, and the final tree was printed.
+    ends = [line for line in text.splitlines() if "collecting -> completed" in line]
+    assert [line.split()[2] for line in ends] == ["1.", "2.", "3.", "release"], text
+    final = tree_rows(text)[-4:]
+    assert [(r["name"], r["state"], r["pct"]) for r in final] == [
+        ("release", "completed", "100.0"),
+        ("1. gather", "completed", "100.0"),
+        ("2. build", "completed", "100.0"),
+        ("3. ship", "completed", "100.0"),
+    ]
+
+    missing = await cli("tree", str(uuid.uuid4()), url=url)
+    assert missing.code == 1 and "not_found" in missing.err
+
+
+async def test_tree_watch_exits_4_when_the_root_is_cancelled(sqlite_server: LiveServer) -> None:
+    fanout = await sqlite_server.create("demo.fanout", params={"children": 2, "seconds": 30})
+    await sqlite_server.wait_for(fanout["id"], "running")
+    watch = await start_streaming("tree", fanout["id"], "--watch", "--json", url=sqlite_server.base_url)
+    try:
+        snapshot = json.loads(await watch.next_line())
+        assert snapshot["type"] == "snapshot"
+        assert all(t["root_id"] == fanout["id"] for t in snapshot["tasks"])  # only this tree's tasks
+        await sqlite_server.client.post(f"/api/v2/tasks/{fanout['id']}/cancel")
+        events = await watch.json_until(
+            lambda e: e.get("task_id") == fanout["id"] and e.get("to") == "cancelled"
+        )
+        cancelled = {e["task_id"] for e in events if e.get("to") == "cancelled"}
+        assert len(cancelled) == 3  # the children too, each with its own transition
+        async with asyncio.timeout(15):
+            assert await watch.process.wait() == 4
+    finally:
+        if watch.process.returncode is None:
+            watch.process.kill()
+            await watch.process.wait()
+
+
+async def test_schedules_create_list_pause_resume_delete(sqlite_server: LiveServer) -> None:
+    url = sqlite_server.base_url
+    made = await cli(
+        "schedules",
+        "create",
+        "demo.sleep",
+        "-p",
+        "seconds=0.1",
+        "--every",
+        "3600",
+        "--name",
+        "hourly",
+        "--overlap",
+        "queue",
+        "--catch-up",
+        "none",
+        "--json",
+        url=url,
+    )
+    assert made.code == 0, made.err
+    schedule = made.json()
+    assert (schedule["name"], schedule["type"], schedule["params"]["seconds"]) == (
+        "hourly",
+        "demo.sleep",
+        0.1,
+    )
+    assert (schedule["interval_seconds"], schedule["overlap"], schedule["catch_up"]) == (
+        3600,
+        "queue",
+        "none",
+    )
+    assert schedule["paused"] is False and schedule["next_run_at"]
+    nightly = await cli(
+        "schedules",
+        "create",
+        "demo.noop",
+        "--cron",
+        "0 3 * * *",
+        "--timezone",
+        "Europe/Riga",
+        "--paused",
+        url=url,
+    )
+    assert nightly.code == 0, nightly.err
+    assert re.match(
+        r"^[0-9a-f-]{36}: created  \(demo\.noop, cron 0 3 \* \* \* \(Europe/Riga\), paused\)$", nightly.out
+    )
+
+    listed = await cli("schedules", "list", "--json", url=url)
+    assert {s["name"] for s in listed.json()["items"]} == {"hourly", "demo.noop"}
+    table = await cli("schedules", "list", url=url)
+    assert table.out.splitlines()[0].split()[:4] == ["ID", "NAME", "TYPE", "RUNS"]
+    assert any(line.startswith(schedule["id"]) and "every 3600s" in line for line in table.out.splitlines())
+
+    paused = await cli("schedules", "pause", schedule["id"], url=url)
+    assert paused.code == 0 and paused.out.startswith(f"{schedule['id']}: paused"), paused
+    resumed = await cli("schedules", "resume", schedule["id"], "--json", url=url)
+    assert resumed.json()["paused"] is False
+    deleted = await cli("schedules", "delete", schedule["id"], url=url)
+    assert deleted.code == 0 and deleted.out == f"{schedule['id']}: deleted\n", deleted
+    gone = await cli("schedules", "pause", schedule["id"], url=url)
+    assert gone.code == 1 and "404" in gone.err
+
+    both = await cli("schedules", "create", "demo.noop", "--cron", "* * * * *", "--every", "5", url=url)
+    assert both.code == 2 and "not allowed with" in both.err
+    bad = await cli("schedules", "create", "demo.noop", "--cron", "every tuesday", url=url)
+    assert bad.code == 1 and "422" in bad.err, bad.err
+
+
+async def test_a_schedule_fires_tasks_the_history_lists_by_trigger_source(sqlite_server: LiveServer) -> None:
+    made = await cli("schedules", "create", "demo.noop", "--every", "1", "--json", url=sqlite_server.base_url)
+    assert made.code == 0, made.err
+    schedule = made.json()
+    source = f"schedule:{schedule['id']}"
+    fired = await history_until(sqlite_server, {"trigger_source": source}, bool, timeout=20)
+    assert fired[0]["trigger"] == "scheduled"
+    listed = await cli("schedules", "list", "--json", url=sqlite_server.base_url)
+    [mine] = [s for s in listed.json()["items"] if s["id"] == schedule["id"]]
+    assert mine["last_task_id"] is not None and mine["last_fired_at"] is not None
+
+
 # -- serve and migrate: the new user's path ---------------------------------------------------
 
 

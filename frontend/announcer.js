@@ -24,9 +24,11 @@ export class Announcer extends HTMLElement {
     document.addEventListener('ts-announce', this.#onAnnounce);
     const m = manager();
     this.#off.push(
-      m.on('taskCompleted', (task) => this.say(`“${taskTitle(task)}” completed`, 'good')),
+      // A workflow's children end with it, or one by one under it: its root's end is what is
+      // said (a child's failure too), not every child's.
+      m.on('taskCompleted', (task) => { if (!task.parent_id) this.say(`“${taskTitle(task)}” completed`, 'good'); }),
       m.on('taskError', (task) => this.say(`“${taskTitle(task)}” failed`, 'bad')),
-      m.on('taskCancelled', (task) => this.say(`“${taskTitle(task)}” was cancelled`, 'info')),
+      m.on('taskCancelled', (task) => { if (!task.parent_id) this.say(`“${taskTitle(task)}” was cancelled`, 'info'); }),
       m.on('question', ({ question }) => {
         if (question?.status === 'pending') this.say(`A task asks: ${question.question ?? ''}`, 'warn');
       }),

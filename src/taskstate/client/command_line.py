@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from taskstate.client.http import DEFAULT_URL, Client, ClientError, Json, ServerUnreachable
+from taskstate.client.watch import DEFAULT_RECONNECT_SECONDS
 from taskstate.core.states import State
 
 EXIT_OK = 0
@@ -56,6 +57,17 @@ def add_param_option(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="a parameter; VALUE is read as JSON if it parses (5, true, [1,2]), else as a string",
+    )
+
+
+def add_reconnect_option(parser: argparse.ArgumentParser, *, when: str = "") -> None:
+    """`--reconnect-for SECONDS`, for the commands that follow the event stream."""
+    parser.add_argument(
+        "--reconnect-for",
+        type=float,
+        default=DEFAULT_RECONNECT_SECONDS,
+        metavar="SECONDS",
+        help=f"{when}how long to keep trying to reconnect after the connection drops (60)",
     )
 
 

@@ -20,6 +20,7 @@ from taskstate.client.command_line import (
     EPILOG,
     EXIT_OK,
     add_param_option,
+    add_reconnect_option,
     common_options,
     outcome,
     run_with_client,
@@ -28,7 +29,7 @@ from taskstate.client.formatting import clip, duration, local_datetime, print_js
 from taskstate.client.http import Client, Json, task_path
 from taskstate.client.schedules import add_schedule_commands
 from taskstate.client.tree import add_tree_command
-from taskstate.client.watch import DEFAULT_RECONNECT_SECONDS, Watcher, WatchOptions, follow_task
+from taskstate.client.watch import Watcher, WatchOptions, follow_task
 from taskstate.core.states import State
 
 
@@ -73,13 +74,7 @@ def add_client_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     )
     watch.add_argument("id", metavar="ID", nargs="?", help="only this task, and exit when it ends")
     watch.add_argument("--logs", action="store_true", help="also print the tasks' log lines")
-    watch.add_argument(
-        "--reconnect-for",
-        type=float,
-        default=DEFAULT_RECONNECT_SECONDS,
-        metavar="SECONDS",
-        help="how long to keep trying to reconnect after the connection drops (60)",
-    )
+    add_reconnect_option(watch)
 
     cancel = add("cancel", "cancel a task", _cancel)
     cancel.add_argument("id", metavar="ID", help="the task's id")

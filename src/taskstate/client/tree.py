@@ -16,12 +16,13 @@ from typing import Any
 from taskstate.client.command_line import (
     EXIT_OK,
     AddCommand,
+    add_reconnect_option,
     outcome,
     run_with_client,
 )
 from taskstate.client.formatting import clip, print_json, progress_bar
 from taskstate.client.http import Client, Json, task_path
-from taskstate.client.watch import DEFAULT_RECONNECT_SECONDS, Watcher, WatchOptions
+from taskstate.client.watch import Watcher, WatchOptions
 from taskstate.core.states import TERMINAL_STATES
 
 PAGE_SIZE = 500
@@ -35,13 +36,7 @@ def add_tree_command(add: AddCommand) -> None:
     tree = add("tree", "a task's workflow: its root and every task under it, as a tree", _tree)
     tree.add_argument("id", metavar="ID", help="any task of the workflow; its whole tree is shown")
     tree.add_argument("--watch", action="store_true", help="follow it live until the root ends")
-    tree.add_argument(
-        "--reconnect-for",
-        type=float,
-        default=DEFAULT_RECONNECT_SECONDS,
-        metavar="SECONDS",
-        help="with --watch: how long to keep trying to reconnect after the connection drops (60)",
-    )
+    add_reconnect_option(tree, when="with --watch: ")
 
 
 def read_tree(client: Client, task_id: str) -> tuple[str, list[Json]]:

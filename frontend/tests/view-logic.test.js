@@ -29,6 +29,8 @@ test('routes', () => {
   const history = parseHash('#/history?state=failed&q=a%20b');
   assert.equal(history.route.name, 'history');
   assert.equal(history.query.get('q'), 'a b');
+  assert.equal(parseHash('#/questions').route.name, 'questions');
+  assert.equal(parseHash('#/schedules/').route.name, 'schedules');
   assert.equal(parseHash('#/nowhere'), null);
 });
 

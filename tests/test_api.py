@@ -4,29 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta, timezone
 from itertools import pairwise
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 import sqlalchemy as sa
 
 from taskstate.core.db import transitions as transitions_table
 from taskstate.core.nesting import MAX_JSON_DEPTH
 from taskstate.core.states import State
-from tests.conftest import (
-    PG_ADMIN_DSN,
-    REQUIRE_PG,
-    LiveServer,
-    _check_pg,
-    fresh_pg_database,
-    live_server,
-    make_settings,
-)
 from tests.jobs import GATES, nested_list
+from tests.support.servers import LiveServer, live_server, make_settings
+from tests.support.waits import wait_released, wait_until
 
 #: Tasks created with this `run_at` stay `queued` for the whole test (no worker claims them).
 FAR_FUTURE = "2999-01-01T00:00:00Z"
@@ -66,29 +57,9 @@ CONTRACT_TASK_FIELDS = {
 TERMINAL = {"completed", "failed", "cancelled"}
 
 
-# -- a server shared by the tests that only look at their own tasks -----------------------------
-
-#: For tests that touch only the tasks they create (no totals, no global clean-up or reset),
-#: one real server per backend for the whole module: a fresh server per test costs more than
-#: most of these tests.
+#: For tests that touch only the tasks they create: conftest's `shared_server`, one real
+#: server per backend for the whole module, in the module's event loop.
 shared_loop = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["sqlite", "postgres"])
-async def shared(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[LiveServer]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('api') / 'taskstate.db'}"
-        async with live_server(make_settings(url)) as live:
-            yield live
-        return
-    if not await _check_pg():
-        if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL is required (TASKSTATE_REQUIRE_PG=1) but {PG_ADMIN_DSN} does not answer")
-        pytest.skip(f"PostgreSQL does not answer at {PG_ADMIN_DSN}")
-    async with fresh_pg_database() as url, live_server(make_settings(url)) as live:
-        yield live
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -102,15 +73,6 @@ def error_body(response: httpx.Response, status: int, code: str) -> dict[str, An
     assert body.get("error") == code, body
     assert isinstance(body.get("detail"), str) and body["detail"], body
     return body
-
-
-async def wait_until(predicate: Callable[[], bool], what: str, within: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def job_of(server: LiveServer, task_id: str) -> asyncio.Task[None]:
@@ -127,11 +89,7 @@ async def assert_job_stops(
 ) -> None:
     done, _ = await asyncio.wait({job_task}, timeout=within)
     assert job_task in done, f"the job of {task_id} still runs {within}s after it was stopped"
-    await wait_until(
-        lambda: task_id not in server.services.supervisor.running,
-        f"the supervisor to release {task_id}",
-        within=1,
-    )
+    await wait_released(server.services.supervisor, [task_id], within=1)
 
 
 async def list_tasks(server: LiveServer, params: Any = None) -> dict[str, Any]:
@@ -149,8 +107,8 @@ def ids(items: list[dict[str, Any]]) -> list[str]:
 
 
 @shared_loop
-async def test_create_answers_201_with_every_contract_field(shared: LiveServer) -> None:
-    server = shared
+async def test_create_answers_201_with_every_contract_field(shared_server: LiveServer) -> None:
+    server = shared_server
     response = await server.client.post(
         "/api/v2/tasks", json={"type": "demo.sleep", "params": {}, "run_at": FAR_FUTURE}
     )
@@ -175,8 +133,8 @@ async def test_create_answers_201_with_every_contract_field(shared: LiveServer) 
 
 
 @shared_loop
-async def test_create_keeps_the_given_fields(shared: LiveServer) -> None:
-    server = shared
+async def test_create_keeps_the_given_fields(shared_server: LiveServer) -> None:
+    server = shared_server
     body = {
         "type": "demo.count",
         "params": {"to": 3},
@@ -270,8 +228,8 @@ async def test_batch_with_one_invalid_body_fails_whole_and_names_its_index(serve
 
 
 @shared_loop
-async def test_get_answers_the_task_as_it_moves(shared: LiveServer) -> None:
-    server = shared
+async def test_get_answers_the_task_as_it_moves(shared_server: LiveServer) -> None:
+    server = shared_server
     task = await server.create("demo.noop")
     done = await server.wait_for(task["id"])
     assert done["id"] == task["id"]
@@ -439,8 +397,8 @@ async def test_active_lists_only_non_terminal_tasks(server: LiveServer) -> None:
 
 
 @shared_loop
-async def test_noop_has_exactly_five_transitions(shared: LiveServer) -> None:
-    server = shared
+async def test_noop_has_exactly_five_transitions(shared_server: LiveServer) -> None:
+    server = shared_server
     task = await server.create("demo.noop")
     assert (await server.wait_for(task["id"]))["state"] == "completed"
     rows = await server.transitions(task["id"])
@@ -466,8 +424,8 @@ async def test_noop_has_exactly_five_transitions(shared: LiveServer) -> None:
 
 
 @shared_loop
-async def test_cancel_a_running_task_stops_its_job(shared: LiveServer) -> None:
-    server = shared
+async def test_cancel_a_running_task_stops_its_job(shared_server: LiveServer) -> None:
+    server = shared_server
     task = await server.create("test.gate", params={"gate": "cancel-me"})
     await server.wait_for(task["id"], "running")
     job_task = await job_of(server, task["id"])
@@ -500,8 +458,8 @@ async def test_cancel_a_running_task_stops_its_job(shared: LiveServer) -> None:
 
 
 @shared_loop
-async def test_cancel_a_queued_task(shared: LiveServer) -> None:
-    server = shared
+async def test_cancel_a_queued_task(shared_server: LiveServer) -> None:
+    server = shared_server
     task = await server.create("demo.noop", run_at=FAR_FUTURE)
     response = await server.client.post(f"/api/v2/tasks/{task['id']}/cancel")
     assert response.status_code == 200, response.text
@@ -514,8 +472,8 @@ async def test_cancel_a_queued_task(shared: LiveServer) -> None:
 
 
 @shared_loop
-async def test_cancel_a_completed_task_is_an_invalid_transition(shared: LiveServer) -> None:
-    server = shared
+async def test_cancel_a_completed_task_is_an_invalid_transition(shared_server: LiveServer) -> None:
+    server = shared_server
     task = await server.create("demo.noop")
     await server.wait_for(task["id"], "completed")
     before = await server.transitions(task["id"])
@@ -532,8 +490,8 @@ async def test_cancel_a_completed_task_is_an_invalid_transition(shared: LiveServ
 
 
 @shared_loop
-async def test_demo_fail_ends_failed_with_its_message(shared: LiveServer) -> None:
-    server = shared
+async def test_demo_fail_ends_failed_with_its_message(shared_server: LiveServer) -> None:
+    server = shared_server
     task = await server.create("demo.fail", params={"message": "the disk is on fire"})
     failed = await server.wait_for(task["id"])
     assert failed["state"] == "failed"
@@ -545,8 +503,8 @@ async def test_demo_fail_ends_failed_with_its_message(shared: LiveServer) -> Non
 
 
 @shared_loop
-async def test_timeout_fails_the_task_with_reason_timeout(shared: LiveServer) -> None:
-    server = shared
+async def test_timeout_fails_the_task_with_reason_timeout(shared_server: LiveServer) -> None:
+    server = shared_server
     task = await server.create("test.gate", params={"gate": "never"}, timeout_seconds=0.3)
     failed = await server.wait_for(task["id"], timeout=5)
     assert failed["state"] == "failed"
@@ -554,12 +512,12 @@ async def test_timeout_fails_the_task_with_reason_timeout(shared: LiveServer) ->
     assert failed["error"] and "time" in failed["error"]
     rows = await server.transitions(task["id"])
     assert rows[-1]["to_state"] == "failed" and rows[-1]["reason"] == "timeout"
-    await wait_until(lambda: task["id"] not in server.services.supervisor.running, "the job to be released")
+    await wait_released(server.services.supervisor, [task["id"]])
 
 
 @shared_loop
-async def test_stubborn_job_is_stopped_hard_within_the_grace_period(shared: LiveServer) -> None:
-    server = shared
+async def test_stubborn_job_is_stopped_hard_within_the_grace_period(shared_server: LiveServer) -> None:
+    server = shared_server
     task = await server.create("test.stubborn", params={"seconds": 30})
     await server.wait_for(task["id"], "running")
     job_task = await job_of(server, task["id"])
@@ -622,8 +580,8 @@ async def test_result_nested_too_deep_fails_the_task_clearly(server: LiveServer)
 
 
 @shared_loop
-async def test_retry_of_a_failed_or_cancelled_task_creates_a_linked_task(shared: LiveServer) -> None:
-    server = shared
+async def test_retry_of_a_failed_or_cancelled_task_creates_a_linked_task(shared_server: LiveServer) -> None:
+    server = shared_server
     name = f"flaky {uuid.uuid4().hex}"
     original = await server.create("demo.fail", params={"message": "flaky"}, name=name, priority=3)
     await server.wait_for(original["id"], "failed")
@@ -653,8 +611,8 @@ async def test_retry_of_a_failed_or_cancelled_task_creates_a_linked_task(shared:
 
 
 @shared_loop
-async def test_retry_of_a_completed_or_running_task_is_409(shared: LiveServer) -> None:
-    server = shared
+async def test_retry_of_a_completed_or_running_task_is_409(shared_server: LiveServer) -> None:
+    server = shared_server
     name = f"no retry {uuid.uuid4().hex}"
     done = await server.create("demo.noop", name=name)
     await server.wait_for(done["id"], "completed")
@@ -765,10 +723,10 @@ async def test_admin_reset_cancels_every_active_task_and_stops_jobs(server: Live
 
 
 @shared_loop
-async def test_the_server_publishes_the_transition_table_and_its_rules(shared: LiveServer) -> None:
+async def test_the_server_publishes_the_transition_table_and_its_rules(shared_server: LiveServer) -> None:
     """`GET /api/v2/states` is the table of CONTRACT §1 as the server applies it, with the
     states in which cancel, stop and retry are allowed and where a reset leaves each state."""
-    answer = await shared.client.get("/api/v2/states")
+    answer = await shared_server.client.get("/api/v2/states")
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert [s["name"] for s in body["states"]] == [s.value for s in State]
@@ -802,8 +760,8 @@ async def test_the_server_publishes_the_transition_table_and_its_rules(shared: L
 
 
 @shared_loop
-async def test_task_types_lists_the_demo_jobs_with_their_schemas(shared: LiveServer) -> None:
-    server = shared
+async def test_task_types_lists_the_demo_jobs_with_their_schemas(shared_server: LiveServer) -> None:
+    server = shared_server
     response = await server.client.get("/api/v2/task-types")
     assert response.status_code == 200, response.text
     types = {t["name"]: t for t in response.json()["items"]}
@@ -824,8 +782,8 @@ async def test_task_types_lists_the_demo_jobs_with_their_schemas(shared: LiveSer
 
 
 @shared_loop
-async def test_health_and_readiness(shared: LiveServer) -> None:
-    server = shared
+async def test_health_and_readiness(shared_server: LiveServer) -> None:
+    server = shared_server
     response = await server.client.get("/healthz")
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "ok"
@@ -853,8 +811,8 @@ async def _operations(server: LiveServer) -> list[tuple[str, str, dict[str, Any]
 
 
 @shared_loop
-async def test_openapi_every_operation_has_a_unique_operation_id(shared: LiveServer) -> None:
-    server = shared
+async def test_openapi_every_operation_has_a_unique_operation_id(shared_server: LiveServer) -> None:
+    server = shared_server
     operations = await _operations(server)
     missing = [f"{m} {p}" for m, p, op in operations if not op.get("operationId")]
     assert missing == []
@@ -863,8 +821,8 @@ async def test_openapi_every_operation_has_a_unique_operation_id(shared: LiveSer
 
 
 @shared_loop
-async def test_openapi_every_operation_documents_its_errors(shared: LiveServer) -> None:
-    server = shared
+async def test_openapi_every_operation_documents_its_errors(shared_server: LiveServer) -> None:
+    server = shared_server
     problems = []
     for method, path, op in await _operations(server):
         statuses = set(op.get("responses", {}))
@@ -880,8 +838,8 @@ async def test_openapi_every_operation_documents_its_errors(shared: LiveServer) 
 
 
 @shared_loop
-async def test_openapi_error_responses_have_the_error_shape(shared: LiveServer) -> None:
-    server = shared
+async def test_openapi_error_responses_have_the_error_shape(shared_server: LiveServer) -> None:
+    server = shared_server
     problems = []
     for method, path, op in await _operations(server):
         for status, response in op.get("responses", {}).items():

@@ -16,7 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from taskstate.core.creation import NewTask
 from taskstate.web import auth
-from tests.conftest import LiveServer, live_server, make_settings
+from tests.support.servers import LiveServer, live_server, make_settings
 
 ZERO = "00000000-0000-4000-8000-000000000000"
 

@@ -17,18 +17,9 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-import pytest_asyncio
 
 from taskstate.core.nesting import MAX_JSON_DEPTH
-from tests.conftest import (
-    PG_ADMIN_DSN,
-    REQUIRE_PG,
-    LiveServer,
-    _check_pg,
-    fresh_pg_database,
-    live_server,
-    make_settings,
-)
+from tests.support.servers import LiveServer
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -39,22 +30,11 @@ BATCH = "/api/v2/tasks/batch"
 CLEANUP = "/api/v2/tasks/cleanup"
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module", params=["sqlite", "postgres"])
-async def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[LiveServer]:
-    """One real server per backend for this module (overrides conftest's per-test `server`)."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('bad_input') / 'taskstate.db'}"
-        async with live_server(make_settings(url)) as live:
-            yield live
-        return
-    if not await _check_pg():
-        if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL is required (TASKSTATE_REQUIRE_PG=1) but {PG_ADMIN_DSN} does not answer")
-        pytest.skip(f"PostgreSQL does not answer at {PG_ADMIN_DSN}")
-    async with fresh_pg_database() as url, live_server(make_settings(url)) as live:
-        yield live
+@pytest.fixture(scope="module")
+def server(shared_server: LiveServer) -> LiveServer:
+    """conftest's `shared_server`: one real server per backend for this module (overrides
+    conftest's per-test `server`)."""
+    return shared_server
 
 
 # -- helpers ---------------------------------------------------------------------------------

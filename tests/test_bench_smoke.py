@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.processes import REPO
 
 
 def test_bench_quick_smoke(tmp_path: Path) -> None:

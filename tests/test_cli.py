@@ -30,8 +30,8 @@ import websockets
 from taskstate.core.db import open_database
 from taskstate.core.migrations import current_revision, head_revision
 from taskstate.web import auth
-from tests.conftest import LiveServer, live_server, make_settings
-from tests.processes import REPO, ServerProcess, free_port
+from tests.support.processes import REPO, ServerProcess, free_port, wait_ready
+from tests.support.servers import LiveServer, live_server, make_settings
 
 CLI_TIMEOUT = 60.0
 FAR_FUTURE = "2999-01-01T00:00:00Z"
@@ -833,17 +833,9 @@ async def test_serve_on_a_fresh_directory_creates_the_database(tmp_path: Path) -
     )
     log.close()
     try:
+        await wait_ready(process, url, 60, (tmp_path / "serve.log").read_text)
         async with httpx.AsyncClient(base_url=url, timeout=5) as client:
-            async with asyncio.timeout(60):
-                while True:
-                    assert process.poll() is None, (tmp_path / "serve.log").read_text()
-                    try:
-                        ready = await client.get("/readyz")
-                        if ready.status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.1)
+            ready = await client.get("/readyz")
         assert ready.json()["status"] == "ok"
         assert ready.json()["checks"]["migrations"] == "ok"
         assert (workdir / "taskstate.db").is_file()
@@ -867,7 +859,8 @@ async def test_serve_on_a_fresh_directory_creates_the_database(tmp_path: Path) -
     assert "Application shutdown complete" in (tmp_path / "serve.log").read_text()
 
 
-async def test_migrate_a_fresh_database(database_url: str) -> None:
+async def test_migrate_a_fresh_database(empty_database_url: str) -> None:
+    database_url = empty_database_url
     first = await cli("migrate", "--database-url", database_url, url=None)
     assert first.code == 0, first.err
     head = head_revision()

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import random
 
-import asyncpg
 import httpx
 import pytest
 
 from tests import jobs as test_jobs
-from tests.conftest import PG_ADMIN_DSN, LiveServer, live_server, make_settings
+from tests.support.databases import database_name, terminate_connections
+from tests.support.servers import LiveServer, live_server, make_settings
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -78,23 +78,15 @@ async def test_no_line_is_lost_when_writes_fail(pg_url: str) -> None:
         ids = [
             (await server.create("demo.sleep", params={"seconds": 3, "steps": 30}))["id"] for _ in range(JOBS)
         ]
-        database = pg_url.rsplit("/", 1)[1]
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
+        database = database_name(pg_url)
         store = server.services.store
-        try:
-            # Until writes have failed twice (a connection found closed before a transaction
-            # is replaced without failing one), and for at most 3 s of the jobs' run.
-            for _ in range(15):
-                if store.failed_write_transactions >= 2:
-                    break
-                await asyncio.sleep(random.uniform(0.05, 0.2))
-                await admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = $1 AND pid <> pg_backend_pid()",
-                    database,
-                )
-        finally:
-            await admin.close()
+        # Until writes have failed twice (a connection found closed before a transaction
+        # is replaced without failing one), and for at most 3 s of the jobs' run.
+        for _ in range(15):
+            if store.failed_write_transactions >= 2:
+                break
+            await asyncio.sleep(random.uniform(0.05, 0.2))
+            await terminate_connections(database)
         assert server.services.store.failed_write_transactions > 0, "no write failed: the test proved nothing"
         for task_id in ids:
             task = await _eventually(server, task_id)

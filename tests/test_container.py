@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from sqlalchemy import make_url
 
-from tests.processes import REPO
+from tests.support.processes import REPO
 
 DOCKERFILE = REPO / "Dockerfile"
 COMPOSE = REPO / "docker-compose.yml"

@@ -17,7 +17,9 @@ from taskstate.core.db import transitions
 from taskstate.core.maintenance import TableStatistics
 from taskstate.core.states import State
 from taskstate.core.store import Store
-from tests.conftest import PG_ADMIN_DSN, live_server, make_settings, open_store
+from tests.support.databases import database_name, open_store, pg_dsn, terminate_connections
+from tests.support.servers import live_server, make_settings
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -58,24 +60,20 @@ async def test_killing_the_database_connections_mid_batch_never_loses_a_publishe
             if event.seq is not None:
                 published.append((event.seq, event.task_id, event.payload["to"]))
 
-    database = pg_url.rsplit("/", 1)[1]
+    database = database_name(pg_url)
     collector = asyncio.create_task(collect())
     writers = [asyncio.create_task(write()) for _ in range(6)]
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
     try:
         for _ in range(15):
             await asyncio.sleep(random.uniform(0.02, 0.15))
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = $1 AND pid <> pg_backend_pid()",
-                database,
-            )
-        await asyncio.sleep(0.3)
+            await terminate_connections(database)
+        await asyncio.sleep(0.3)  # the writers go on a moment after the last blow
     finally:
         stop.set()
         await asyncio.gather(*writers)
-        await admin.close()
-    await asyncio.sleep(0.5)  # let the feed deliver what was committed last
+    # Until the feed has delivered what was committed last.
+    committed = await store.reads.latest_seq()
+    await wait_until(lambda: bool(published) and published[-1][0] >= committed, f"seq {committed} published")
     collector.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await collector
@@ -110,16 +108,7 @@ async def test_a_lost_database_connection_answers_503_once_then_the_service_goes
         await server.wait_for(first["id"], "completed")
         for _ in range(5):  # fill the reader pool with connections that will go stale
             await asyncio.gather(*(server.client.get(f"/api/v2/tasks/{first['id']}") for _ in range(5)))
-        database = pg_url.rsplit("/", 1)[1]
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            killed = await admin.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = $1 AND pid <> pg_backend_pid()",
-                database,
-            )
-        finally:
-            await admin.close()
+        killed = await terminate_connections(database_name(pg_url))
         assert killed >= 2
         answers = [await server.client.get(f"/api/v2/tasks/{first['id']}") for _ in range(8)]
         codes = [a.status_code for a in answers]
@@ -141,7 +130,7 @@ async def test_a_changed_tasks_table_is_analysed_at_most_once_a_minute(pg_url: s
         await store.create_tasks(
             [NewTask(type="demo.noop", params={}, name="n") for _ in range(1500)], actor="t"
         )
-        admin = await asyncpg.connect(PG_ADMIN_DSN.rsplit("/", 1)[0] + "/" + pg_url.rsplit("/", 1)[1])
+        admin = await asyncpg.connect(pg_dsn(database_name(pg_url)))
         try:
             for _ in range(150):  # an idle backend reports its counts within 10 s (PGSTAT_IDLE_INTERVAL)
                 if await admin.fetchval(

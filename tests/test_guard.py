@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.conftest import LiveServer, live_server, make_settings
+from tests.support.servers import LiveServer, live_server, make_settings
 
 EVIL = "http://evil.example"
 FAR_FUTURE = "2999-01-01T00:00:00Z"

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.conftest import live_server, make_settings
-from tests.processes import ServerProcess
+from tests.support.processes import ServerProcess
+from tests.support.servers import live_server, make_settings
 
 REQUEST = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 

@@ -7,25 +7,13 @@ from alembic import command
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from taskstate.core.db import open_database, tasks, utcnow
+from taskstate.core.db import open_database, tasks
 from taskstate.core.migrations import alembic_config
+from tests.support.databases import task_row
 
 
 def _row(task_id: str, key: str | None, owner: str | None) -> dict[str, object]:
-    now = utcnow()
-    return {
-        "id": task_id,
-        "type": "demo.noop",
-        "name": task_id,
-        "state": "queued",
-        "params": {},
-        "trigger": "api",
-        "idempotency_key": key,
-        "owner": owner,
-        "run_at": now,
-        "created_at": now,
-        "updated_at": now,
-    }
+    return task_row(task_id, idempotency_key=key, owner=owner)
 
 
 async def _migrate(url: str, revision: str, *, down: bool = False) -> None:
@@ -62,7 +50,8 @@ async def _keys(url: str) -> list[tuple[str, str | None, str | None]]:
         await db.dispose()
 
 
-async def test_0006_makes_idempotency_keys_per_owner_and_keeps_every_task(database_url: str) -> None:
+async def test_0006_makes_idempotency_keys_per_owner_and_keeps_every_task(empty_database_url: str) -> None:
+    database_url = empty_database_url
     await _migrate(database_url, "0005")
     before = [_row("t1", "k", None), _row("t2", "j", "alice"), _row("t3", None, None), _row("t4", None, None)]
     await _insert(database_url, *before)

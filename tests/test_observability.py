@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -14,8 +13,10 @@ from websockets.asyncio.client import connect
 
 from taskstate.logconfig import JsonFormatter, TextFormatter
 from taskstate.web import auth
-from tests.conftest import LiveServer, live_server, make_settings, open_store
-from tests.processes import ServerProcess
+from tests.support.databases import open_store
+from tests.support.processes import ServerProcess
+from tests.support.servers import LiveServer, live_server, make_settings
+from tests.support.waits import wait_for_task
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -75,10 +76,7 @@ async def test_serve_logs_json_lines_with_worker_and_task_ids(tmp_path: Path) ->
             task = (
                 await client.post("/api/v2/tasks", json={"type": "demo.fail", "params": {"message": "x"}})
             ).json()
-            for _ in range(300):
-                if (await client.get(f"/api/v2/tasks/{task['id']}")).json()["is_terminal"]:
-                    break
-                await asyncio.sleep(0.05)
+            await wait_for_task(client, task["id"], within=15)
     finally:
         await server.terminate()
     lines = [json.loads(x) for x in server.log_text().splitlines() if x.startswith("{")]

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import LiveServer, live_server, make_settings
+from tests.support.contract import CONTRACT_STATES
+from tests.support.servers import LiveServer, live_server, make_settings
 
 #: The operation ids clients are generated from: renaming one breaks every generated client.
 STABLE_OPERATION_IDS = {
@@ -104,18 +105,7 @@ async def test_operation_ids_are_stable_and_enums_are_named(api_server: LiveServ
 
     schemas = spec["components"]["schemas"]
     assert schemas["State"]["type"] == "string"
-    assert set(schemas["State"]["enum"]) == {
-        "queued",
-        "preparing",
-        "running",
-        "collecting",
-        "completed",
-        "failed",
-        "cancelled",
-        "orphaned",
-        "serving",
-        "stopping",
-    }
+    assert set(schemas["State"]["enum"]) == set(CONTRACT_STATES)
     assert schemas["Trigger"]["type"] == "string"
     assert set(schemas["Trigger"]["enum"]) == {"manual", "api", "scheduled"}
     # The task's fields refer to the named enums instead of inlining them.

@@ -25,39 +25,13 @@ from taskstate.core.db import open_database
 from taskstate.core.migrations import upgrade_to_head
 from taskstate.core.store import Store
 from tests import jobs as test_jobs
-from tests.conftest import LiveServer, live_server, make_settings
-from tests.test_state_machine import assert_seqs_gap_free, assert_valid_paths, read_all
+from tests.support.contract import assert_seqs_gap_free, assert_valid_paths
+from tests.support.readers import read_database
+from tests.support.servers import LiveServer, live_server, make_settings
+from tests.support.waits import wait_idle
 
 N_CANCEL_RACE = 1000
 BATCH = 500
-
-
-async def read_database(url: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], int]:
-    """Every transition row and task, straight from the database, and the store's newest seq."""
-    db = open_database(url)
-    try:
-        rows, tasks = await read_all(db)
-        store = Store(db, EventBus())
-        latest = await store.reads.latest_seq()
-        return rows, tasks, latest
-    finally:
-        await db.dispose()
-
-
-async def wait_idle(servers: list[LiveServer], timeout: float) -> None:
-    """Until no task is active and no supervisor holds a job (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = await servers[0].client.get("/api/v2/tasks/active")
-        assert response.status_code == 200, response.text
-        active = response.json()["items"]
-        running = [t for s in servers for t in s.services.supervisor.running]
-        if not active and not running:
-            return
-        if time.monotonic() > deadline:
-            states = Counter(t["state"] for t in active)
-            raise AssertionError(f"after {timeout}s: {dict(states)} active, {len(running)} jobs running")
-        await asyncio.sleep(0.05)
 
 
 async def create_batches(server: LiveServer, bodies: list[dict[str, Any]]) -> list[str]:
@@ -153,7 +127,7 @@ async def test_cancel_races_completion(database_url: str) -> None:
                 else:
                     await asyncio.sleep(0.01)
         timings["cancels"] = round(time.monotonic() - clock, 1)
-        await wait_idle([server], timeout=30)
+        await wait_idle([server], within=30)
         timings["idle"] = round(time.monotonic() - clock, 1)
         rows, tasks, latest = await read_database(database_url)
 
@@ -255,7 +229,7 @@ async def test_two_servers_run_each_task_exactly_once(pg_url: str) -> None:
         # Half the tasks submitted through each server: both claimers have local work to race for.
         bodies = [{"type": "test.record", "name": f"once {i}", "params": {"i": i}} for i in range(300)]
         ids = await create_batches(one, bodies[:150]) + await create_batches(two, bodies[150:])
-        await wait_idle([one, two], timeout=45)
+        await wait_idle([one, two], within=45)
         rows, tasks, latest = await read_database(pg_url)
 
     runs = Counter(task_id for task_id, _attempt in test_jobs.RUNS)

@@ -24,8 +24,9 @@ import httpx
 
 from taskstate.runtime.demo_jobs import register as register_demo_jobs
 from taskstate.runtime.registry import JobRegistry
-from tests.conftest import live_server, make_settings
-from tests.processes import free_port
+from tests.support.processes import free_port, wait_ready
+from tests.support.servers import live_server, make_settings
+from tests.support.waits import wait_for_task
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 #: The console script of this environment, as `pip install -e .` made it.
@@ -91,16 +92,8 @@ async def readme_server(workdir: Path) -> AsyncIterator[httpx.AsyncClient]:
             [str(TASKSTATE), *args], cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT
         )
     try:
+        await wait_ready(process, f"http://127.0.0.1:{port}", 30, log_path.read_text)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-            async with asyncio.timeout(30):
-                while True:
-                    assert process.poll() is None, f"exited {process.returncode}: {log_path.read_text()}"
-                    try:
-                        if (await client.get("/readyz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.05)
             yield client
     finally:
         process.terminate()
@@ -109,15 +102,6 @@ async def readme_server(workdir: Path) -> AsyncIterator[httpx.AsyncClient]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
-
-
-async def wait_until_finished(client: httpx.AsyncClient, task_id: str) -> dict[str, object]:
-    async with asyncio.timeout(20):
-        while True:
-            task: dict[str, object] = (await client.get(f"/api/v2/tasks/{task_id}")).json()
-            if task["is_terminal"]:
-                return task
-            await asyncio.sleep(0.05)
 
 
 async def test_the_readme_command_serves_the_readme_jobs(tmp_path: Path) -> None:
@@ -129,7 +113,7 @@ async def test_the_readme_command_serves_the_readme_jobs(tmp_path: Path) -> None
         assert {"train", "notebook", "release"} <= types
         train = await client.post("/api/v2/tasks", json={"type": "train", "params": {"epochs": 2}})
         assert train.status_code == 201, train.text
-        done = await wait_until_finished(client, train.json()["id"])
+        done = await wait_for_task(client, train.json()["id"], within=20)
         assert (done["state"], done["result"]) == ("completed", {"epochs": 2, "resumed_at": 0})
 
         # The curl commands that follow in README: a release, its question, the answer.
@@ -142,7 +126,7 @@ async def test_the_readme_command_serves_the_readme_jobs(tmp_path: Path) -> None
         task_id, question_id = release.json()["id"], inbox[0]["id"]
         answer = f"/api/v2/tasks/{task_id}/questions/{question_id}/answer"
         assert (await client.post(answer, json={"answer": "yes"})).status_code == 200
-        assert (await wait_until_finished(client, task_id))["result"] == {"released": True}
+        assert (await wait_for_task(client, task_id, within=20))["result"] == {"released": True}
 
 
 def serve_with_jobs(workdir: Path, module: str) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,6 @@ same database, and reads the task's transition rows.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -17,7 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.processes import ServerProcess
+from tests.support.api import create_task, get_task, get_transitions
+from tests.support.processes import ServerProcess
+from tests.support.waits import wait_for_task
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -31,38 +32,11 @@ async def proc(database_url: str, tmp_path: Path) -> AsyncIterator[ServerProcess
         server.stop_quietly()
 
 
-async def create(base_url: str, type: str, **body: Any) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=base_url) as client:
-        response = await client.post("/api/v2/tasks", json={"type": type, **body})
-        assert response.status_code == 201, response.text
-        task: dict[str, Any] = response.json()
-        return task
-
-
-async def get(base_url: str, task_id: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=base_url) as client:
-        response = await client.get(f"/api/v2/tasks/{task_id}")
-        assert response.status_code == 200, response.text
-        task: dict[str, Any] = response.json()
-        return task
-
-
 async def rows(base_url: str, task_id: str) -> list[tuple[str | None, str, str, str]]:
-    async with httpx.AsyncClient(base_url=base_url) as client:
-        response = await client.get(f"/api/v2/tasks/{task_id}/transitions")
-        assert response.status_code == 200, response.text
-        return [(r["from_state"], r["to_state"], r["reason"], r["actor"]) for r in response.json()["items"]]
-
-
-async def wait_until(base_url: str, task_id: str, predicate: Any, timeout: float = 30) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        task = await get(base_url, task_id)
-        if predicate(task):
-            return task
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out; task is {task['state']}: {task}")
-        await asyncio.sleep(0.05)
+    return [
+        (r["from_state"], r["to_state"], r["reason"], r["actor"])
+        for r in await get_transitions(base_url, task_id)
+    ]
 
 
 def path_of(transitions: list[tuple[str | None, str, str, str]]) -> list[str]:
@@ -71,15 +45,19 @@ def path_of(transitions: list[tuple[str | None, str, str, str]]) -> list[str]:
 
 async def test_sigkill_mid_count_resumes_from_checkpoint(proc: ServerProcess) -> None:
     await proc.start()
-    task = await create(proc.url, "demo.count", params={"to": 40, "delay": 0.05})
-    await wait_until(proc.url, task["id"], lambda t: t["items_processed"] >= 5 and t["has_checkpoint"])
+    task = await create_task(proc.url, "demo.count", params={"to": 40, "delay": 0.05})
+    await wait_for_task(
+        proc.url, task["id"], until=lambda t: t["items_processed"] >= 5 and t["has_checkpoint"], within=30
+    )
     await proc.kill()
 
     await proc.start()
     ready = time.monotonic()
-    requeued = await wait_until(proc.url, task["id"], lambda t: t["restoration_count"] >= 1)
+    requeued = await wait_for_task(
+        proc.url, task["id"], until=lambda t: t["restoration_count"] >= 1, within=30
+    )
     recovery = time.monotonic() - ready
-    done = await wait_until(proc.url, task["id"], lambda t: t["is_terminal"])
+    done = await wait_for_task(proc.url, task["id"], until=lambda t: t["is_terminal"], within=30)
 
     assert done["state"] == "completed", done
     assert done["result"]["final"] == 40
@@ -113,12 +91,12 @@ async def test_sigkill_mid_count_resumes_from_checkpoint(proc: ServerProcess) ->
 @pytest.mark.parametrize("job", ["test.slow_prepare", "test.slow_collect"])
 async def test_sigkill_in_preparing_or_collecting(proc: ServerProcess, job: str) -> None:
     await proc.start()
-    task = await create(proc.url, job, params={"seconds": 60})
+    task = await create_task(proc.url, job, params={"seconds": 60})
     blocked_in = "preparing" if job == "test.slow_prepare" else "collecting"
-    await wait_until(proc.url, task["id"], lambda t: t["state"] == blocked_in)
+    await wait_for_task(proc.url, task["id"], until=lambda t: t["state"] == blocked_in, within=30)
     await proc.kill()
     await proc.start()
-    done = await wait_until(proc.url, task["id"], lambda t: t["is_terminal"])
+    done = await wait_for_task(proc.url, task["id"], until=lambda t: t["is_terminal"], within=30)
     assert done["state"] == "completed"
     assert done["restoration_count"] == 1
     path = path_of(await rows(proc.url, task["id"]))
@@ -132,16 +110,23 @@ async def test_sigterm_hands_back_and_restart_resumes_at_once(database_url: str,
     proc = ServerProcess(database_url, tmp_path, TASKSTATE_ORPHAN_AFTER_SECONDS=60)
     try:
         await proc.start()
-        task = await create(proc.url, "demo.count", params={"to": 60, "delay": 0.05})
-        await wait_until(proc.url, task["id"], lambda t: t["items_processed"] >= 5 and t["has_checkpoint"])
+        task = await create_task(proc.url, "demo.count", params={"to": 60, "delay": 0.05})
+        await wait_for_task(
+            proc.url, task["id"], until=lambda t: t["items_processed"] >= 5 and t["has_checkpoint"], within=30
+        )
         code = await proc.terminate()
         # uvicorn shuts down gracefully, then re-raises the signal: 128 + 15 to a shell.
         assert code in (0, -signal.SIGTERM), proc.log_text()
         restarted = time.monotonic()
         await proc.start()
-        await wait_until(proc.url, task["id"], lambda t: t["state"] in ("running", "collecting", "completed"))
+        await wait_for_task(
+            proc.url,
+            task["id"],
+            until=lambda t: t["state"] in ("running", "collecting", "completed"),
+            within=30,
+        )
         resumed = time.monotonic() - restarted
-        done = await wait_until(proc.url, task["id"], lambda t: t["is_terminal"])
+        done = await wait_for_task(proc.url, task["id"], until=lambda t: t["is_terminal"], within=30)
         transitions = await rows(proc.url, task["id"])
     finally:
         proc.stop_quietly()
@@ -157,19 +142,19 @@ async def test_sigterm_hands_back_and_restart_resumes_at_once(database_url: str,
 
 async def test_a_task_that_kills_its_worker_ends_attempts_exhausted(proc: ServerProcess) -> None:
     await proc.start()
-    task = await create(proc.url, "test.crash", max_attempts=2)
+    task = await create_task(proc.url, "test.crash", max_attempts=2)
     for _ in range(4):
         await proc.wait_exit(timeout=30)  # the job kills the server
         await proc.start()
-        state = (await get(proc.url, task["id"]))["state"]
+        state = (await get_task(proc.url, task["id"]))["state"]
         if state == "failed":
             break
         try:
-            await wait_until(proc.url, task["id"], lambda t: t["state"] == "failed", timeout=6)
+            await wait_for_task(proc.url, task["id"], until=lambda t: t["state"] == "failed", within=6)
             break
         except (AssertionError, httpx.TransportError):
             continue  # it crashed the server again
-    done = await wait_until(proc.url, task["id"], lambda t: t["is_terminal"])
+    done = await wait_for_task(proc.url, task["id"], until=lambda t: t["is_terminal"], within=30)
     assert done["state"] == "failed"
     assert done["reason"] == "attempts_exhausted"
     assert done["attempt"] == 2
@@ -181,24 +166,27 @@ async def test_a_task_that_kills_its_worker_ends_attempts_exhausted(proc: Server
 
 async def test_a_service_killed_while_serving_comes_back_serving(proc: ServerProcess) -> None:
     await proc.start()
-    task = await create(proc.url, "demo.serve")
-    await wait_until(proc.url, task["id"], lambda t: t["state"] == "serving")
+    task = await create_task(proc.url, "demo.serve")
+    await wait_for_task(proc.url, task["id"], until=lambda t: t["state"] == "serving", within=30)
     await proc.kill()
     await proc.start()
-    back = await wait_until(
-        proc.url, task["id"], lambda t: t["state"] == "serving" and t["restoration_count"] == 1
+    back = await wait_for_task(
+        proc.url,
+        task["id"],
+        until=lambda t: t["state"] == "serving" and t["restoration_count"] == 1,
+        within=30,
     )
     assert back["restoration_source"] == "worker_lost"
     path = path_of(await rows(proc.url, task["id"]))
     assert path[4:] == ["serving", "orphaned", "queued", "preparing", "running", "serving"]
     async with httpx.AsyncClient(base_url=proc.url) as client:
         assert (await client.post(f"/api/v2/tasks/{task['id']}/stop")).status_code == 200
-    done = await wait_until(proc.url, task["id"], lambda t: t["is_terminal"])
+    done = await wait_for_task(proc.url, task["id"], until=lambda t: t["is_terminal"], within=30)
     assert done["state"] == "completed"
 
 
 async def pending_question(base_url: str, task_id: str) -> dict[str, Any]:
-    task = await wait_until(base_url, task_id, lambda t: bool(t["pending_questions"]))
+    task = await wait_for_task(base_url, task_id, until=lambda t: bool(t["pending_questions"]), within=30)
     question: dict[str, Any] = task["pending_questions"][0]
     return question
 
@@ -212,17 +200,22 @@ async def answer(base_url: str, task_id: str, question_id: str, value: str) -> h
 
 async def test_a_question_survives_a_crash_and_is_not_asked_twice(proc: ServerProcess) -> None:
     await proc.start()
-    task = await create(proc.url, "demo.ask", params={"question": "Ship it?", "choices": ["yes", "no"]})
+    task = await create_task(proc.url, "demo.ask", params={"question": "Ship it?", "choices": ["yes", "no"]})
     before = await pending_question(proc.url, task["id"])
     await proc.kill()
     await proc.start()
     # Restored: the same question is shown (not a second one), and answering it completes the task.
-    await wait_until(proc.url, task["id"], lambda t: t["restoration_count"] == 1 and t["state"] == "running")
+    await wait_for_task(
+        proc.url,
+        task["id"],
+        until=lambda t: t["restoration_count"] == 1 and t["state"] == "running",
+        within=30,
+    )
     after = await pending_question(proc.url, task["id"])
     assert after["id"] == before["id"]
-    assert (await get(proc.url, task["id"]))["pending_questions"] == [after]
+    assert (await get_task(proc.url, task["id"]))["pending_questions"] == [after]
     assert (await answer(proc.url, task["id"], after["id"], "no")).status_code == 200
-    done = await wait_until(proc.url, task["id"], lambda t: t["is_terminal"])
+    done = await wait_for_task(proc.url, task["id"], until=lambda t: t["is_terminal"], within=30)
     assert (done["state"], done["result"]) == ("completed", {"answer": "no"})
 
 
@@ -234,15 +227,17 @@ async def test_an_answer_given_while_no_worker_runs_the_task_is_used_on_restorat
     front = ServerProcess(database_url, tmp_path, TASKSTATE_RUN_SUPERVISOR=0)
     try:
         await worker.start()
-        task = await create(worker.url, "demo.ask", params={"question": "Merge?", "choices": ["yes", "no"]})
+        task = await create_task(
+            worker.url, "demo.ask", params={"question": "Merge?", "choices": ["yes", "no"]}
+        )
         question = await pending_question(worker.url, task["id"])
         await worker.kill()
         await front.start()
         assert (await answer(front.url, task["id"], question["id"], "yes")).status_code == 200
-        stored = await get(front.url, task["id"])
+        stored = await get_task(front.url, task["id"])
         assert stored["pending_questions"] == [] and stored["state"] == "running"
         await worker.start()
-        done = await wait_until(worker.url, task["id"], lambda t: t["is_terminal"])
+        done = await wait_for_task(worker.url, task["id"], until=lambda t: t["is_terminal"], within=30)
     finally:
         worker.stop_quietly()
         front.stop_quietly()

@@ -21,7 +21,7 @@ from taskstate.core.maintenance import delete_finished_before, retention_cutoff
 from taskstate.core.migrations import upgrade_to_head
 from taskstate.core.states import State
 from taskstate.core.store import Store
-from tests.conftest import open_store
+from tests.support.databases import open_store
 
 pytestmark = pytest.mark.timeout(300)
 

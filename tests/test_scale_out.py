@@ -11,49 +11,30 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 
 from taskstate.core.states import TRANSITIONS, State
-from tests.conftest import PG_ADMIN_DSN
-from tests.processes import ServerProcess
+from tests.support.databases import count_connections, database_name, terminate_connections
+from tests.support.processes import ServerProcess
+from tests.support.readers import read_database
+from tests.support.waits import wait_for_task, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
 
-def dsn_of(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-async def all_transitions(url: str) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn_of(url))
-    try:
-        return await conn.fetch(
-            "SELECT seq, task_id, from_state, to_state, actor FROM transitions ORDER BY seq"
-        )
-    finally:
-        await conn.close()
+#: The application name of an instance's LISTEN connection (pgsync.py).
+LISTEN = "taskstate-listen:%"
 
 
 async def listening(url: str, instances: int, timeout: float = 30) -> None:
     """Wait until every instance holds its LISTEN connection (it opens just after start-up)."""
-    database = url.rsplit("/", 1)[1]
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                count = await admin.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = $1 AND application_name LIKE 'taskstate-listen:%'",
-                    database,
-                )
-                if count >= instances:
-                    return
-                await asyncio.sleep(0.05)
-    finally:
-        await admin.close()
+
+    async def all_listen() -> bool:
+        return await count_connections(database_name(url), application_name_like=LISTEN) >= instances
+
+    await wait_until(all_listen, f"{instances} LISTEN connections", within=timeout, poll=0.05)
 
 
 def ws_url(server: ServerProcess, query: str = "") -> str:
@@ -102,14 +83,14 @@ async def test_three_instances_one_killed_every_task_completes_and_every_event_i
                         if message["to"] == "completed":
                             completed.add(message["task_id"])
                     assert message["type"] != "resync"
-        rows = await all_transitions(pg_url)
+        rows, _, _ = await read_database(pg_url)
     finally:
         stop_all(*servers)
 
     assert completed == set(ids)
     # The subscriber on the first instance saw every transition exactly once, in seq order.
     assert [m["seq"] for m in seen] == [r["seq"] for r in rows]
-    by_task: dict[str, list[asyncpg.Record]] = defaultdict(list)
+    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_task[r["task_id"]].append(r)
     assert set(by_task) == set(ids)
@@ -171,7 +152,7 @@ async def test_replay_with_since_under_eight_concurrent_writers(pg_url: str, tmp
         await asyncio.gather(*writers)
         # Drain: everything up to the end, once more with since.
         await asyncio.sleep(1.0)
-        rows = await all_transitions(pg_url)
+        rows, _, _ = await read_database(pg_url)
         async with connect(ws_url(reader, f"?since={last}")) as ws:
             # Both servers are still working off the writers' backlog on 2 cores: be patient.
             async with asyncio.timeout(120):
@@ -179,7 +160,7 @@ async def test_replay_with_since_under_eight_concurrent_writers(pg_url: str, tmp
                     message = json.loads(await ws.recv())
                     if message["type"] == "transition":
                         seqs.append(message["seq"])
-        rows = await all_transitions(pg_url)
+        rows, _, _ = await read_database(pg_url)
     finally:
         stop_all(reader, writer)
     expected = [r["seq"] for r in rows if r["seq"] <= seqs[-1]]
@@ -195,44 +176,30 @@ async def test_listen_connection_killed_events_keep_flowing_and_the_gap_is_repla
     worker = ServerProcess(pg_url, tmp_path)
     try:
         await start_all(watcher, worker)
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            async with connect(ws_url(watcher)) as ws:
-                await ws.recv()  # snapshot
-                killed = await admin.fetch(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = $1 AND application_name LIKE 'taskstate-listen:%' "
-                    "AND pid = ANY(SELECT pid FROM pg_stat_activity WHERE datname = $1) LIMIT 1",
-                    pg_url.rsplit("/", 1)[1],
-                )
-                assert killed, "no LISTEN connection found"
-                async with httpx.AsyncClient(base_url=worker.url) as client:
-                    body = {"tasks": [{"type": "demo.noop"}] * 20}
-                    created = (await client.post("/api/v2/tasks/batch", json=body)).json()["items"]
-                ids = {t["id"] for t in created}
-                completed: set[str] = set()
-                async with asyncio.timeout(20):
-                    while completed != ids:
-                        message = json.loads(await ws.recv())
-                        if message["type"] == "transition" and message["to"] == "completed":
-                            completed.add(message["task_id"])
-            # The reconnect may still be under way when the last event arrives (it came by
-            # the tail poll): give it up to 10 s to show up.
-            for _ in range(100):
-                listeners = await admin.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = $1 AND application_name LIKE 'taskstate-listen:%'",
-                    pg_url.rsplit("/", 1)[1],
-                )
-                if listeners == 2:
-                    break
-                await asyncio.sleep(0.1)
-        finally:
-            await admin.close()
+        async with connect(ws_url(watcher)) as ws:
+            await ws.recv()  # snapshot
+            killed = await terminate_connections(database_name(pg_url), application_name_like=LISTEN, limit=1)
+            assert killed, "no LISTEN connection found"
+            async with httpx.AsyncClient(base_url=worker.url) as client:
+                body = {"tasks": [{"type": "demo.noop"}] * 20}
+                created = (await client.post("/api/v2/tasks/batch", json=body)).json()["items"]
+            ids = {t["id"] for t in created}
+            completed: set[str] = set()
+            async with asyncio.timeout(20):
+                while completed != ids:
+                    message = json.loads(await ws.recv())
+                    if message["type"] == "transition" and message["to"] == "completed":
+                        completed.add(message["task_id"])
+
+        # The reconnect may still be under way when the last event arrives (it came by
+        # the tail poll): give it up to 10 s to show up.
+        async def both_listen() -> bool:
+            return await count_connections(database_name(pg_url), application_name_like=LISTEN) == 2
+
+        await wait_until(both_listen, "the killed LISTEN connection to be reopened", within=10, poll=0.1)
     finally:
         stop_all(watcher, worker)
     assert completed == ids
-    assert listeners == 2, "the killed LISTEN connection was not reopened"
 
 
 async def test_cancel_stop_and_answer_reach_the_job_on_another_instance_within_a_second(
@@ -253,12 +220,7 @@ async def test_cancel_stop_and_answer_reach_the_job_on_another_instance_within_a
             ).json()
 
             async def until(task_id: str, check: Any, timeout: float = 15) -> dict[str, Any]:
-                async with asyncio.timeout(timeout):
-                    while True:
-                        task = (await w.get(f"/api/v2/tasks/{task_id}")).json()
-                        if check(task):
-                            return task
-                        await asyncio.sleep(0.01)
+                return await wait_for_task(w, task_id, until=check, within=timeout, poll=0.01)
 
             await until(service["id"], lambda t: t["state"] == "serving")
             question = (await until(ask["id"], lambda t: bool(t["pending_questions"])))["pending_questions"][

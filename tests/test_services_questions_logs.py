@@ -11,7 +11,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from taskstate.core.db import utcnow
-from tests.conftest import LiveServer, live_server, make_settings
+from tests.support.servers import LiveServer, live_server, make_settings
+from tests.support.waits import wait_released
 
 
 def path(rows: list[dict[str, Any]]) -> list[str]:
@@ -71,7 +72,7 @@ async def test_a_service_that_ignores_stop_is_failed_after_the_grace(database_ur
         done = await server.wait_for(task["id"])
         assert (done["state"], done["reason"]) == ("failed", "stop_timeout")
         assert path(await server.transitions(task["id"]))[-2:] == ["stopping", "failed"]
-        await asyncio.sleep(0.1)
+        await wait_released(server.services.supervisor, [task["id"]], within=0.1)
         assert server.services.supervisor.running == {}
 
 
@@ -92,21 +93,12 @@ async def test_cancel_while_serving(server: LiveServer) -> None:
     await server.wait_for(task["id"], "serving")
     response = await server.client.post(f"/api/v2/tasks/{task['id']}/cancel")
     assert response.json()["state"] == "cancelled"
-    await asyncio.sleep(0.3)
+    await wait_released(server.services.supervisor, [task["id"]], within=0.3)  # its job ended
     assert (await server.get(task["id"]))["state"] == "cancelled"
     assert server.services.supervisor.running == {}
 
 
 # -- questions ----------------------------------------------------------------------------
-
-
-async def wait_question(server: LiveServer, task_id: str) -> dict[str, Any]:
-    async with asyncio.timeout(10):
-        while True:
-            task = await server.get(task_id)
-            if task["pending_questions"]:
-                return task
-            await asyncio.sleep(0.02)
 
 
 async def test_ask_answer_complete(server: LiveServer) -> None:
@@ -121,7 +113,9 @@ async def test_ask_answer_complete(server: LiveServer) -> None:
             tasks[text] = task
         questions = {}
         for text, task in tasks.items():
-            waiting = await wait_question(server, task["id"])
+            waiting = await server.wait_for(
+                task["id"], until=lambda t: bool(t["pending_questions"]), timeout=10
+            )
             assert waiting["state"] == "running"
             assert waiting["waiting_for_input"] is True
             [question] = waiting["pending_questions"]
@@ -168,7 +162,9 @@ async def test_ask_answer_complete(server: LiveServer) -> None:
 
 async def test_answering_a_question_of_a_finished_task_is_409(server: LiveServer) -> None:
     task = await server.create("demo.ask")
-    [question] = (await wait_question(server, task["id"]))["pending_questions"]
+    [question] = (
+        await server.wait_for(task["id"], until=lambda t: bool(t["pending_questions"]), timeout=10)
+    )["pending_questions"]
     await server.client.post(f"/api/v2/tasks/{task['id']}/cancel")
     response = await server.client.post(
         f"/api/v2/tasks/{task['id']}/questions/{question['id']}/answer", json={"answer": "yes"}

@@ -1,4 +1,4 @@
-from tests.conftest import LiveServer
+from tests.support.servers import LiveServer
 
 
 async def test_noop_runs_through_five_transitions(server: LiveServer) -> None:

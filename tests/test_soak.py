@@ -29,15 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from taskstate.core.states import TERMINAL_STATES, can_transition
-from tests.conftest import PG_ADMIN_DSN
-from tests.processes import ServerProcess
+from tests.support.databases import database_name, terminate_connections
+from tests.support.processes import ServerProcess
+from tests.support.readers import read_journal
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -120,12 +120,6 @@ class Subscriber:
             await asyncio.sleep(0.05)
 
 
-def read_journal(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 @pytest.fixture
 async def cluster(database_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
     settings = {
@@ -138,7 +132,7 @@ async def cluster(database_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
     }
     procs = [ServerProcess(database_url, tmp_path, **settings) for _ in range(3)]
     try:
-        await procs[0].start()  # migrates the database; the others then start side by side
+        await procs[0].start()  # migrates the database (SQLite); the others then start side by side
         await asyncio.gather(*(p.start() for p in procs[1:]))
         cluster = Cluster(procs, {0, 1, 2})
         yield cluster
@@ -253,18 +247,10 @@ async def chaos(cluster: Cluster, pg_database: str | None) -> list[str]:
 
 
 async def _terminate_connections(database: str, done: list[str]) -> None:
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        while True:
-            await asyncio.sleep(random.uniform(2, 4))
-            killed = await admin.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = $1 AND pid <> pg_backend_pid()",
-                database,
-            )
-            done.append(f"terminated {killed} connections")
-    finally:
-        await admin.close()
+    while True:
+        await asyncio.sleep(random.uniform(2, 4))
+        killed = await terminate_connections(database)
+        done.append(f"terminated {killed} connections")
 
 
 async def test_soak(cluster: Cluster, database_url: str, tmp_path: Path) -> None:
@@ -273,7 +259,7 @@ async def test_soak(cluster: Cluster, database_url: str, tmp_path: Path) -> None
     connected = asyncio.Event()
     following = asyncio.create_task(subscriber.run(connected))
     await asyncio.wait_for(connected.wait(), 10)
-    pg_database = None if database_url.startswith("sqlite") else database_url.rsplit("/", 1)[1]
+    pg_database = None if database_url.startswith("sqlite") else database_name(database_url)
     acting = asyncio.create_task(person(cluster, load))
     try:
         until = time.monotonic() + LOAD_SECONDS

@@ -5,33 +5,20 @@ instance claims afterwards stays its own (issue 12, item 2). Real processes, SIG
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.processes import ServerProcess
+from tests.support.processes import ServerProcess
+from tests.support.readers import read_journal
+from tests.support.waits import wait_for_task, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
 ORPHAN_AFTER = 2.0
-
-
-def read_journal(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-async def eventually(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -55,7 +42,9 @@ async def test_a_stalled_instance_stops_its_job_and_keeps_what_it_claims_after(
     async with httpx.AsyncClient(base_url=a.url, timeout=10) as client:
         body = {"type": "test.journal", "params": {"journal": str(journal), "steps": 60, "delay": 0.1}}
         task = (await client.post("/api/v2/tasks", json=body)).json()
-        await eventually(lambda: len(read_journal(journal)) >= 4, 20, "the job to take a few steps on A")
+        await wait_until(
+            lambda: len(read_journal(journal)) >= 4, "the job to take a few steps on A", 20, poll=0.05
+        )
         await b.start()
         assert a.process is not None
         a.pause()
@@ -64,10 +53,7 @@ async def test_a_stalled_instance_stops_its_job_and_keeps_what_it_claims_after(
         a.resume()
 
     async with httpx.AsyncClient(base_url=b.url, timeout=10) as client:
-        deadline = time.monotonic() + 40
-        while not (done := (await client.get(f"/api/v2/tasks/{task['id']}")).json())["is_terminal"]:
-            assert time.monotonic() < deadline, done
-            await asyncio.sleep(0.1)
+        done = await wait_for_task(client, task["id"], within=40, poll=0.1)
         assert done["state"] == "completed", done
         assert done["attempt"] == 2
         rows = (await client.get(f"/api/v2/tasks/{task['id']}/transitions")).json()["items"]
@@ -99,10 +85,7 @@ async def test_a_stalled_instance_stops_its_job_and_keeps_what_it_claims_after(
             ids.append((await client.post("/api/v2/tasks", json=body)).json()["id"])
         paths = []
         for task_id in ids:
-            deadline = time.monotonic() + 40
-            while not (t := (await client.get(f"/api/v2/tasks/{task_id}")).json())["is_terminal"]:
-                assert time.monotonic() < deadline, t
-                await asyncio.sleep(0.1)
+            t = await wait_for_task(client, task_id, within=40, poll=0.1)
             rows = (await client.get(f"/api/v2/tasks/{task_id}/transitions")).json()["items"]
             paths.append((t["state"], [r["to_state"] for r in rows], rows[1]["actor"]))
         assert all(state == "completed" and "orphaned" not in path for state, path, _ in paths), paths

@@ -1,4 +1,5 @@
-"""The real store against a model of CONTRACT §1, on SQLite and PostgreSQL.
+"""The store (`taskstate.core.store`): the real store against a model of CONTRACT §1, on
+SQLite and PostgreSQL.
 
 A hypothesis state machine creates tasks and asks for random transitions (any
 target, any task, with and without a worker's guard, plus claims). A model
@@ -8,7 +9,8 @@ otherwise. After every step the database must agree with the model, and the
 `transitions` table must be a list of table paths with a gap-free `seq`.
 
 Then the same invariants under concurrency: coroutines (on one store, and on
-two stores with their own engines) hammer the same few tasks at once.
+two stores with their own engines) hammer the same few tasks at once; and grouped
+transitions (one writer batch) answer what one-by-one transitions answer.
 """
 
 from __future__ import annotations
@@ -46,61 +48,20 @@ from taskstate.core.migrations import upgrade_to_head
 from taskstate.core.statements import group_transition_statement
 from taskstate.core.states import State, on_entry
 from taskstate.core.store import Guard, Outcome, Store, TransitionResult
-from tests.conftest import fresh_pg_database
-from tests.test_states import CONTRACT_STATES, CONTRACT_TABLE, CONTRACT_TERMINAL
+from tests.support.contract import (
+    CONTRACT_STATES,
+    CONTRACT_TABLE,
+    CONTRACT_TERMINAL,
+    assert_seqs_gap_free,
+    assert_valid_paths,
+)
+from tests.support.databases import fresh_pg_database
+from tests.support.readers import read_all
 
 T = TypeVar("T")
 
 WORKERS = ("w1", "w2")
 ALL_STATES = [State(s) for s in CONTRACT_STATES]
-
-
-# -- reading the database directly -----------------------------------------------------------
-
-
-async def read_all(db: Database) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """All transition rows and all tasks, on one connection."""
-    rows_query = sa.text("SELECT seq, task_id, from_state, to_state, actor FROM transitions ORDER BY seq")
-    tasks_query = sa.text("SELECT id, state, worker_id, attempt FROM tasks")
-    async with db.reader.connect() as conn:
-        rows = [dict(r) for r in (await conn.execute(rows_query)).mappings().all()]
-        tasks = {r["id"]: dict(r) for r in (await conn.execute(tasks_query)).mappings().all()}
-    return rows, tasks
-
-
-def assert_seqs_gap_free(rows: list[dict[str, Any]], latest: int) -> None:
-    """Every seq from 1 to the newest, each once, in order."""
-    seqs = [r["seq"] for r in rows]
-    assert seqs == list(range(1, len(seqs) + 1)), "seq has gaps, repeats or does not start at 1"
-    assert latest == (seqs[-1] if seqs else 0), "latest_seq() disagrees with the transitions table"
-
-
-def assert_valid_paths(rows: list[dict[str, Any]], states: dict[str, str]) -> dict[str, list[str]]:
-    """Each task's rows: null->queued first, then table edges that chain, ending in its state."""
-    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_task[row["task_id"]].append(row)
-    paths: dict[str, list[str]] = {}
-    for task_id, state in states.items():
-        task_rows = by_task.get(task_id, [])
-        assert task_rows, f"task {task_id} has no transition rows"
-        seqs = [r["seq"] for r in task_rows]
-        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-        first = task_rows[0]
-        assert (first["from_state"], first["to_state"]) == (None, "queued"), f"{task_id}: birth {first}"
-        path = ["queued"]
-        for row in task_rows[1:]:
-            assert row["from_state"] is not None, f"{task_id}: a second birth row {row}"
-            assert row["from_state"] == path[-1], f"{task_id}: row {row} does not follow {path}"
-            assert row["to_state"] in CONTRACT_TABLE[row["from_state"]], f"{task_id}: not an edge: {row}"
-            path.append(row["to_state"])
-        terminal_at = [i for i, s in enumerate(path) if s in CONTRACT_TERMINAL]
-        if terminal_at:
-            assert terminal_at[0] == len(path) - 1, f"{task_id} left a terminal state: {path}"
-        assert path[-1] == state, f"{task_id}: rows end in {path[-1]} but the task is {state}"
-        paths[task_id] = path
-    assert set(by_task) <= set(states), "transition rows of tasks that do not exist"
-    return paths
 
 
 # -- the model ---------------------------------------------------------------------------------

@@ -1,53 +1,28 @@
 """The transition table of CONTRACT §1, checked pair by pair against `taskstate.states`.
 
-The table below is copied from the contract, literally, and on purpose does not
-import anything from states.py: a change to either side must fail here.
+The table (in `tests/support/contract.py`) is copied from the contract, literally, and on
+purpose does not import anything from states.py: a change to either side must fail here.
 """
 
 from __future__ import annotations
-
-import itertools
 
 import pytest
 
 from taskstate.core.errors import InvalidTransition
 from taskstate.core.statements import check_transition
 from taskstate.core.states import State, can_transition, is_terminal
-
-#: CONTRACT §1, "States and the transition table", row by row.
-CONTRACT_STATES = [
-    "queued",
-    "preparing",
-    "running",
-    "collecting",
-    "completed",
-    "failed",
-    "cancelled",
-    "orphaned",
-    "serving",
-    "stopping",
-]
-CONTRACT_TABLE: dict[str, set[str]] = {
-    "queued": {"preparing", "failed", "cancelled"},
-    "preparing": {"running", "failed", "cancelled", "orphaned"},
-    "running": {"collecting", "failed", "orphaned", "serving", "cancelled"},
-    "collecting": {"completed", "failed", "cancelled", "orphaned"},
-    "serving": {"stopping", "failed", "orphaned", "cancelled"},
-    "stopping": {"completed", "failed"},
-    "orphaned": {"queued", "failed"},
-    "completed": set(),
-    "failed": set(),
-    "cancelled": set(),
-}
-CONTRACT_TERMINAL = {"completed", "failed", "cancelled"}
-
-ALL_PAIRS = list(itertools.product(CONTRACT_STATES, repeat=2))
-EDGES = [(a, b) for a, b in ALL_PAIRS if b in CONTRACT_TABLE[a]]
-NON_EDGES = [(a, b) for a, b in ALL_PAIRS if b not in CONTRACT_TABLE[a]]
+from tests.support.contract import (
+    ALL_PAIRS,
+    CONTRACT_STATES,
+    CONTRACT_TABLE,
+    CONTRACT_TERMINAL,
+    EDGES,
+    NON_EDGES,
+)
 
 
 def test_the_contract_table_is_well_formed() -> None:
-    # Guards against a typo in the literal table above.
+    # Guards against a typo in the literal table (tests/support/contract.py).
     assert len(CONTRACT_STATES) == 10
     assert set(CONTRACT_TABLE) == set(CONTRACT_STATES)
     for to in CONTRACT_TABLE.values():

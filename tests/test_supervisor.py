@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from taskstate.core.db import tasks, utcnow, workers
 from taskstate.core.nesting import MAX_JSON_DEPTH
 from tests import jobs as test_jobs
-from tests.conftest import LiveServer, live_server, make_settings
+from tests.support.servers import LiveServer, live_server, make_settings
 
 
 async def prepare_restored(

@@ -19,13 +19,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import sqlalchemy as sa
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from taskstate.core.db import transitions as transitions_table
 from tests import jobs as test_jobs
-from tests.conftest import LiveServer, live_server, make_settings
+from tests.support.readers import table_seqs
+from tests.support.servers import LiveServer, live_server, make_settings
+from tests.support.waits import wait_idle
 
 Message = dict[str, Any]
 
@@ -121,24 +121,6 @@ async def rows_of(server: LiveServer, task_ids: Iterable[str]) -> list[Message]:
 
     per_task = await asyncio.gather(*(one(t) for t in task_ids))
     return sorted((r for rows in per_task for r in rows), key=lambda r: r["seq"])
-
-
-async def until_idle(server: LiveServer) -> None:
-    """Until no task is active any more."""
-    async with asyncio.timeout(30):
-        while True:
-            response = await server.client.get("/api/v2/tasks/active")
-            assert response.status_code == 200, response.text
-            if not response.json()["items"]:
-                return
-            await asyncio.sleep(0.05)
-
-
-async def table_seqs(server: LiveServer) -> list[int]:
-    """Every `seq` in the transitions table, read from the database itself."""
-    async with server.services.store.db.reader.connect() as conn:
-        result = await conn.execute(sa.select(transitions_table.c.seq).order_by(transitions_table.c.seq))
-        return [int(s) for s in result.scalars()]
 
 
 async def snapshot_of(ws: ClientConnection) -> Message:
@@ -350,9 +332,9 @@ async def test_reconnecting_with_the_last_seq_misses_nothing_and_sees_nothing_tw
         stop.set()
         async with asyncio.timeout(20):
             await producer
-    await until_idle(server)
+    await wait_idle([server])
 
-    table = await table_seqs(server)
+    table = await table_seqs(server.services.store.db)
     newest = table[-1]
     async with connect(url(server, f"since={last}")) as ws:
         async with asyncio.timeout(15):

@@ -21,8 +21,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, missing_browser
-from tests.processes import ServerProcess
+from tests.support.browser import launched_chromium, missing_browser
+from tests.support.processes import ServerProcess
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page, Route
@@ -47,21 +47,11 @@ async def rebinding_browser() -> AsyncIterator[Browser]:
     reason = missing_browser()
     if reason:
         pytest.skip(reason)
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                *CHROMIUM_ARGS,
-                "--host-resolver-rules=MAP evil.example 127.0.0.1",
-                "--disable-features=LocalNetworkAccessChecks",
-            ],
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with launched_chromium(
+        "--host-resolver-rules=MAP evil.example 127.0.0.1",
+        "--disable-features=LocalNetworkAccessChecks",
+    ) as browser:
+        yield browser
 
 
 async def evil_page(browser: Browser, origin: str) -> Page:

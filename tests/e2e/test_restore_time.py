@@ -19,9 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import open_page
-from tests.e2e.test_ui import create, shot, wait_state
-from tests.processes import ServerProcess
+from tests.support.api import create_task
+from tests.support.browser import open_page, shot
+from tests.support.processes import ServerProcess
+from tests.support.waits import wait_for_task
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -82,8 +83,8 @@ async def test_restore_time_with_50_active_and_10000_history_rows(
     try:
         await big.start()
         async with httpx.AsyncClient(base_url=big.url, timeout=30) as api:
-            template = await create(api, "demo.noop", name="template")
-            await wait_state(api, template["id"], "completed")
+            template = await create_task(api, "demo.noop", name="template")
+            await wait_for_task(api, template["id"], "completed", within=20)
             await big.terminate()
             copy_finished_task(db, template["id"], 9_999)
             await big.start()

@@ -23,8 +23,10 @@ import httpx
 import pytest
 import websockets
 
-from tests.e2e.conftest import BrowserPage, open_page
-from tests.processes import REPO, ServerProcess
+from tests.support.api import create_task
+from tests.support.browser import BrowserPage, open_page, shot
+from tests.support.processes import REPO, ServerProcess
+from tests.support.waits import wait_for_task
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -33,24 +35,6 @@ DASH = "\N{EN DASH}"
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-async def create(api: httpx.AsyncClient, type: str, **body: Any) -> dict[str, Any]:
-    response = await api.post("/api/v2/tasks", json={"type": type, **body})
-    assert response.status_code == 201, response.text
-    task: dict[str, Any] = response.json()
-    return task
-
-
-async def wait_state(
-    api: httpx.AsyncClient, task_id: str, *states: str, timeout: float = 20
-) -> dict[str, Any]:
-    async with asyncio.timeout(timeout):
-        while True:
-            task: dict[str, Any] = (await api.get(f"/api/v2/tasks/{task_id}")).json()
-            if task["state"] in states:
-                return task
-            await asyncio.sleep(0.05)
 
 
 async def open_dashboard(ui: BrowserPage) -> None:
@@ -77,35 +61,33 @@ def page_errors(ui: BrowserPage) -> list[str]:
     return [e for e in ui.errors if e.startswith("pageerror") or "CSP violation" in e]
 
 
-async def shot(ui: BrowserPage, output_dir: Path, name: str, full_page: bool = True) -> None:
-    await ui.page.screenshot(path=output_dir / f"{name}.png", full_page=full_page)
-
-
 # -- scenarios ----------------------------------------------------------------------------------
 
 
 async def test_dashboard_screenshot(ui: BrowserPage, api: httpx.AsyncClient, output_dir: Path) -> None:
     """A dashboard with a bit of everything; TASKSTATE_UPDATE_SCREENSHOT=1 also writes docs/dashboard.png."""
     finished = [
-        await create(api, "demo.count", name="backfill invoices", params={"to": 6, "delay": 0.05}),
-        await create(api, "demo.fail", name="sync CRM contacts", params={"message": "HTTP 503 from the CRM"}),
-        await create(api, "demo.sleep", name="resize thumbnails", params={"seconds": 60}),
-        await create(api, "demo.noop", name="nightly ETL", trigger="scheduled"),
+        await create_task(api, "demo.count", name="backfill invoices", params={"to": 6, "delay": 0.05}),
+        await create_task(
+            api, "demo.fail", name="sync CRM contacts", params={"message": "HTTP 503 from the CRM"}
+        ),
+        await create_task(api, "demo.sleep", name="resize thumbnails", params={"seconds": 60}),
+        await create_task(api, "demo.noop", name="nightly ETL", trigger="scheduled"),
     ]
-    await wait_state(api, finished[2]["id"], "running")
+    await wait_for_task(api, finished[2]["id"], "running", within=20)
     await api.post(f"/api/v2/tasks/{finished[2]['id']}/cancel")
     for task in finished:
-        await wait_state(api, task["id"], "completed", "failed", "cancelled")
+        await wait_for_task(api, task["id"], "completed", "failed", "cancelled", within=20)
     made = [
-        await create(
+        await create_task(
             api, "demo.sleep", name="train resnet-50 (fold 3)", params={"seconds": 40, "steps": 200}
         ),
-        await create(api, "demo.count", name="embed 20k documents", params={"to": 400, "delay": 0.05}),
-        await create(
+        await create_task(api, "demo.count", name="embed 20k documents", params={"to": 400, "delay": 0.05}),
+        await create_task(
             api, "demo.ask", name="publish the quarterly report", params={"question": "Publish now?"}
         ),
-        await create(api, "demo.serve", name="jupyter notebook", trigger="manual"),
-        await create(
+        await create_task(api, "demo.serve", name="jupyter notebook", trigger="manual"),
+        await create_task(
             api,
             "demo.sleep",
             name="nightly backup",
@@ -180,7 +162,7 @@ async def test_start_from_form_progress_moves_and_reload_restores_it(
 async def test_page_opened_after_the_task_ended_shows_completed_not_running(
     browser: Any, server: ServerProcess, api: httpx.AsyncClient, output_dir: Path
 ) -> None:
-    task = await create(
+    task = await create_task(
         api, "demo.sleep", name="finishes while nobody looks", params={"seconds": 4, "steps": 4}
     )
     first = await open_page(browser, server.url)
@@ -190,7 +172,7 @@ async def test_page_opened_after_the_task_ended_shows_completed_not_running(
     finally:
         await first.context.close()  # the user closes the tab
 
-    await wait_state(api, task["id"], "completed")
+    await wait_for_task(api, task["id"], "completed", within=20)
 
     again = await open_page(browser, server.url)
     try:
@@ -222,7 +204,9 @@ async def test_server_killed_and_restarted_the_page_catches_up(
     ui: BrowserPage, server: ServerProcess, api: httpx.AsyncClient, output_dir: Path
 ) -> None:
     await open_dashboard(ui)
-    survivor = await create(api, "demo.sleep", name="survives a crash", params={"seconds": 2, "steps": 4})
+    survivor = await create_task(
+        api, "demo.sleep", name="survives a crash", params={"seconds": 2, "steps": 4}
+    )
     await wait_js(
         ui,
         "id => document.querySelector(`ts-task-card[data-task-id='${id}'] progress`)?.value > 0",
@@ -239,13 +223,13 @@ async def test_server_killed_and_restarted_the_page_catches_up(
 
     await server.start()
     # Made while the page was still disconnected: it must show up through the catch-up.
-    later = await create(api, "demo.noop", name="made after the restart")
+    later = await create_task(api, "demo.noop", name="made after the restart")
     await ui.page.wait_for_selector("ts-connection-indicator[data-state=live]", timeout=20_000)
     await ui.page.wait_for_selector(
         f"ts-recent-tasks tr[data-task-id='{later['id']}'][data-state=completed]", timeout=20_000
     )
     # The task that was running when the server died is restored by the new instance and ends.
-    await wait_state(api, survivor["id"], "completed", "failed", timeout=30)
+    await wait_for_task(api, survivor["id"], "completed", "failed", within=30)
     final = (await api.get(f"/api/v2/tasks/{survivor['id']}")).json()
     await ui.page.wait_for_selector(
         f"ts-recent-tasks tr[data-task-id='{survivor['id']}'][data-state={final['state']}]", timeout=15_000
@@ -263,7 +247,7 @@ async def test_server_killed_and_restarted_the_page_catches_up(
 async def test_cancel_and_retry_from_the_task_page(
     ui: BrowserPage, api: httpx.AsyncClient, output_dir: Path
 ) -> None:
-    task = await create(api, "demo.sleep", name="to be cancelled", params={"seconds": 60, "steps": 60})
+    task = await create_task(api, "demo.sleep", name="to be cancelled", params={"seconds": 60, "steps": 60})
     page = ui.page
     await page.goto(ui.url(f"#/tasks/{task['id']}"))
     await page.wait_for_selector("ts-task-page[data-state=running]")
@@ -273,7 +257,7 @@ async def test_cancel_and_retry_from_the_task_page(
 
     await page.get_by_role("button", name="Cancel task").click()
     await page.wait_for_selector("ts-task-page[data-state=cancelled]")
-    assert (await wait_state(api, task["id"], "cancelled"))["state"] == "cancelled"
+    assert (await wait_for_task(api, task["id"], "cancelled", within=20))["state"] == "cancelled"
     assert await page.get_by_role("button", name="Cancel task").count() == 0
     status = await page.locator(".state-line").text_content()
     assert status is not None and "cancelled" in status
@@ -292,7 +276,7 @@ async def test_cancel_and_retry_from_the_task_page(
 
 
 async def test_stop_a_service_from_the_task_page(ui: BrowserPage, api: httpx.AsyncClient) -> None:
-    service = await create(api, "demo.serve", name="model server")
+    service = await create_task(api, "demo.serve", name="model server")
     page = ui.page
     await page.goto(ui.url(f"#/tasks/{service['id']}"))
     await page.wait_for_selector("ts-task-page[data-state=serving]")
@@ -309,7 +293,7 @@ async def test_answer_a_question_from_the_ui(
     ui: BrowserPage, api: httpx.AsyncClient, output_dir: Path
 ) -> None:
     question = "Ship <b>v2</b> to production?"
-    task = await create(
+    task = await create_task(
         api, "demo.ask", name="deploy approval", params={"question": question, "choices": ["ship it", "hold"]}
     )
     page = ui.page
@@ -334,11 +318,11 @@ async def test_answer_a_question_from_the_ui(
 async def test_hostile_text_is_rendered_as_text(
     ui: BrowserPage, api: httpx.AsyncClient, output_dir: Path
 ) -> None:
-    running = await create(api, "demo.sleep", name=XSS_NAME, params={"seconds": 60, "steps": 60})
-    failing = await create(
+    running = await create_task(api, "demo.sleep", name=XSS_NAME, params={"seconds": 60, "steps": 60})
+    failing = await create_task(
         api, "demo.fail", name="<script>alert(3)</script>", params={"message": "<img src=y onerror=alert(2)>"}
     )
-    await wait_state(api, failing["id"], "failed")
+    await wait_for_task(api, failing["id"], "failed", within=20)
     page = ui.page
     await open_dashboard(ui)
     name = card(ui, running["id"]).locator(".task-name")
@@ -372,7 +356,7 @@ async def test_history_filters_and_pagination(
     )
     assert response.status_code == 201, response.text
     for item in response.json()["items"]:
-        await wait_state(api, item["id"], "completed", "failed")
+        await wait_for_task(api, item["id"], "completed", "failed", within=20)
     page = ui.page
     await page.goto(ui.url("#/history"))
     await page.get_by_label("Name").fill(f"page {marker}")
@@ -420,7 +404,7 @@ async def test_workers_page(ui: BrowserPage, server: ServerProcess, output_dir: 
 async def test_phone_width(
     browser: Any, server: ServerProcess, api: httpx.AsyncClient, output_dir: Path
 ) -> None:
-    task = await create(
+    task = await create_task(
         api, "demo.sleep", name="a long task name that has to wrap on a phone", params={"seconds": 60}
     )
     phone = await open_page(browser, server.url, viewport={"width": 390, "height": 844})
@@ -456,8 +440,8 @@ async def test_phone_width(
 async def test_emergency_reset_is_behind_a_confirmation(
     ui: BrowserPage, api: httpx.AsyncClient, output_dir: Path
 ) -> None:
-    made = [await create(api, "demo.sleep", name=f"stuck {i}", params={"seconds": 60}) for i in range(2)]
-    made.append(await create(api, "demo.serve", name="stuck service"))
+    made = [await create_task(api, "demo.sleep", name=f"stuck {i}", params={"seconds": 60}) for i in range(2)]
+    made.append(await create_task(api, "demo.serve", name="stuck service"))
     await open_dashboard(ui)
     await card(ui, made[2]["id"]).wait_for()
     await ui.page.get_by_role("button", name="Emergency reset").click()
@@ -476,7 +460,7 @@ async def test_emergency_reset_is_behind_a_confirmation(
     await dialog.get_by_role("button", name="Cancel every task").click()
     await dialog.wait_for(state="hidden")
     for task in made:
-        assert (await wait_state(api, task["id"], "cancelled", "failed"))["is_terminal"]
+        assert (await wait_for_task(api, task["id"], "cancelled", "failed", within=20))["is_terminal"]
     await ui.page.wait_for_function(
         "() => document.querySelector('ts-active-tasks .count').textContent === '(0)'"
     )

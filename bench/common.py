@@ -12,14 +12,11 @@ import contextlib
 import json
 import math
 import os
-import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,14 +25,11 @@ from typing import Any
 
 import asyncpg
 import httpx
+from tests.support import databases
+from tests.support.processes import REPO, ServerProcess
 
-REPO = Path(__file__).resolve().parent.parent
-
-PG_ADMIN_DSN = (
-    os.environ.get("TASKSTATE_BENCH_PG")
-    or os.environ.get("TASKSTATE_TEST_PG")
-    or "postgresql://postgres@127.0.0.1:5432/test"
-)
+#: TASKSTATE_BENCH_PG, else the tests' (TASKSTATE_TEST_PG, else the local default).
+PG_ADMIN_DSN = os.environ.get("TASKSTATE_BENCH_PG") or databases.PG_ADMIN_DSN
 
 #: Transitions a demo.noop task makes: queued, preparing, running, collecting, completed.
 TRANSITIONS_PER_NOOP = 5
@@ -112,13 +106,6 @@ class Results:
 # -- processes -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def rss_kib(pid: int) -> int:
     """Resident set size of one process, from /proc."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -168,32 +155,19 @@ def _child_of(parent: int) -> int | None:
     return None
 
 
-class Server:
-    """One `python -m taskstate serve` subprocess on a free loopback port.
+class Server(ServerProcess):
+    """One `python -m taskstate serve` subprocess on a free loopback port (the tests' own
+    `ServerProcess`), optionally under py-spy.
 
     The environment is the README's configuration table; the defaults here are the
     product's own except for the log level (warning) and the bench's explicit overrides.
     """
 
     def __init__(self, database_url: str, workdir: Path, name: str, profile: Path | None = None, **env: Any):
-        self.database_url = database_url
-        self.workdir = workdir
-        self.name = name
-        self.env = {"TASKSTATE_DEMO_JOBS": "1", **{k: str(v) for k, v in env.items()}}
-        self.port = free_port()
+        super().__init__(database_url, workdir, name=name, defaults={"TASKSTATE_DEMO_JOBS": "1"}, **env)
         self.profile = profile
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
         self.started_at = 0.0
         self._child_pid: int | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/api/v2/events"
 
     @property
     def pid(self) -> int:
@@ -211,86 +185,34 @@ class Server:
                 raise RuntimeError("py-spy did not start the server")
         return self._child_pid
 
-    def _log_path(self) -> Path:
-        return self.workdir / f"server-{self.name}-{self.port}-{self.starts}.log"
+    def command(self) -> list[str]:
+        if self.profile is None:
+            return super().command()
+        return [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--nonblocking",
+            "-o",
+            str(self.profile),
+            "--",
+            *super().command(),
+        ]
 
     async def start(self, timeout: float = 60) -> float:
         """Start and wait for /readyz; answers the seconds it took."""
-        env = {**os.environ, **self.env, "DATABASE_URL": self.database_url}
-        for key in ("TASKSTATE_PORT", "TASKSTATE_HOST"):
-            env.pop(key, None)
-        self.starts += 1
         self._child_pid = None
-        command = [
-            sys.executable,
-            "-m",
-            "taskstate",
-            "serve",
-            "--port",
-            str(self.port),
-            "--log-level",
-            "warning",
-        ]
-        if self.profile is not None:
-            command = [
-                str(Path(sys.executable).with_name("py-spy")),
-                "record",
-                "--rate",
-                "250",
-                "--format",
-                "raw",
-                "--nonblocking",
-                "-o",
-                str(self.profile),
-                "--",
-                *command,
-            ]
-        with open(self._log_path(), "wb") as out:
-            self.process = subprocess.Popen(
-                command, cwd=self.workdir, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-        started = time.monotonic()
-        self.started_at = started
-        async with httpx.AsyncClient(base_url=self.url, timeout=2) as client:
-            while True:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"server {self.name} exited: {self.log_text()}")
-                with contextlib.suppress(httpx.TransportError):
-                    if (await client.get("/readyz")).status_code == 200:
-                        return time.monotonic() - started
-                if time.monotonic() - started > timeout:
-                    raise RuntimeError(f"server {self.name} not ready after {timeout}s: {self.log_text()}")
-                await asyncio.sleep(0.05)
-
-    def log_text(self) -> str:
-        with contextlib.suppress(OSError):
-            return self._log_path().read_text(errors="replace")[-4000:]
-        return ""
+        self.started_at = time.monotonic()
+        return await super().start(timeout)
 
     def rss_kib(self) -> int:
         return rss_kib(self.pid)
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
-
-    def kill(self) -> None:
-        """SIGKILL: a crash."""
-        assert self.process is not None
-        if self.process.poll() is None:
-            os.kill(self.pid, signal.SIGKILL)
-        self.process.wait(30)
-
-    def stop(self) -> None:
-        """SIGTERM (graceful), SIGKILL if it takes too long."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
 
 
 @contextlib.asynccontextmanager
@@ -307,39 +229,22 @@ async def running(*servers: Server) -> AsyncIterator[None]:
 
 
 def pg_dsn(database: str) -> str:
-    return f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{database}"
+    return databases.pg_dsn(database, PG_ADMIN_DSN)
 
 
 def sqlalchemy_pg_url(database: str) -> str:
-    return pg_dsn(database).replace("postgresql://", "postgresql+asyncpg://", 1)
+    return databases.sqlalchemy_pg_url(database, PG_ADMIN_DSN)
 
 
 async def pg_available() -> bool:
-    try:
-        conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=3)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return False
-    await conn.close()
-    return True
+    return await databases.pg_available(PG_ADMIN_DSN)
 
 
 @contextlib.asynccontextmanager
 async def pg_database(prefix: str = "bench") -> AsyncIterator[str]:
     """A fresh PostgreSQL database (its name), dropped afterwards."""
-    name = f"taskstate_{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield name
-    finally:
-        admin = await asyncpg.connect(PG_ADMIN_DSN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    async with databases.fresh_pg_database(prefix=f"taskstate_{prefix}", admin_dsn=PG_ADMIN_DSN) as url:
+        yield databases.database_name(url)
 
 
 class TaskDb:

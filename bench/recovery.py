@@ -38,7 +38,7 @@ async def recovery(results: Results, backend: str, workdir: Path) -> None:
                 await submit_batches([client], task_bodies(IN_FLIGHT, "demo.sleep", params=SLEEP))
             async with TaskDb(backend, where) as db:
                 await db.wait_until("SELECT count(*) FROM tasks WHERE state = 'running'", IN_FLIGHT, 30, 0.02)
-                first.kill()
+                await first.kill()
                 killed = time.time()
                 held = int(await db.scalar("SELECT count(*) FROM tasks WHERE state = 'running'"))
                 assert held == IN_FLIGHT, f"only {held} of {IN_FLIGHT} tasks were running at the kill"

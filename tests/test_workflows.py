@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
 from taskstate.web import auth
-from tests.conftest import LiveServer, live_server, make_settings
+from tests.support.servers import LiveServer, live_server, make_settings
 
 pytestmark = pytest.mark.timeout(120)
 

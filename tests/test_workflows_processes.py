@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.processes import ServerProcess
+from tests.support.processes import ServerProcess
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import BrowserPage
-from tests.e2e.test_ui import create, open_dashboard, page_errors, shot, wait_state
+from tests.support.api import create_task as create
+from tests.support.browser import BrowserPage, open_dashboard, page_errors, shot
+from tests.support.waits import wait_for_task
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -123,7 +124,7 @@ async def test_approve_a_plan_from_the_questions_inbox(
     await gate.wait_for(state="detached")  # gone from the inbox, live
 
     # The three steps then run, one after the other.
-    await wait_state(api, plan["id"], "completed", timeout=30)
+    await wait_for_task(api, plan["id"], "completed", within=30)
     done = {name: (await api.get(f"/api/v2/tasks/{t['id']}")).json() for name, t in steps.items()}
     assert all(t["state"] == "completed" for t in done.values())
     assert done["1. gather"]["finished_at"] <= done["2. build"]["started_at"]
@@ -131,7 +132,7 @@ async def test_approve_a_plan_from_the_questions_inbox(
     assert (await api.get(f"/api/v2/tasks/{plan['id']}")).json()["result"] == {"approved": True, "steps": 3}
     await other.get_by_role("button", name="yes").click()
     await page.locator("ts-questions-page[data-count='0']").wait_for()
-    assert (await wait_state(api, ask["id"], "completed"))["result"] == {"answer": "yes"}
+    assert (await wait_for_task(api, ask["id"], "completed"))["result"] == {"answer": "yes"}
     assert ui.dialogs == [] and page_errors(ui) == []
 
 

@@ -102,3 +102,27 @@ async def open_page(browser: Browser, base_url: str, **context_args: Any) -> Bro
 
 async def shot(ui: BrowserPage, output_dir: Path, name: str, full_page: bool = True) -> None:
     await ui.page.screenshot(path=output_dir / f"{name}.png", full_page=full_page)
+
+
+async def open_dashboard(ui: BrowserPage) -> None:
+    await ui.page.goto(ui.url("#/"))
+    await ui.page.wait_for_selector("html[data-dashboard-restored]")
+    await ui.page.wait_for_selector("ts-connection-indicator[data-state=live]")
+
+
+def card(ui: BrowserPage, task_id: str) -> Any:
+    return ui.page.locator(f"ts-task-card[data-task-id='{task_id}']")
+
+
+async def progress_of(ui: BrowserPage, task_id: str) -> float:
+    value: float = await card(ui, task_id).locator("progress").evaluate("p => p.value")
+    return value
+
+
+async def wait_js(ui: BrowserPage, expression: str, arg: Any = None, timeout: float = 15_000) -> None:
+    await ui.page.wait_for_function(expression, arg=arg, timeout=timeout)
+
+
+def page_errors(ui: BrowserPage) -> list[str]:
+    """Uncaught exceptions and CSP violations (network errors are expected when a test kills the server)."""
+    return [e for e in ui.errors if e.startswith("pageerror") or "CSP violation" in e]

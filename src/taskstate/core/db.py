@@ -291,11 +291,13 @@ def _install_sqlite_hooks(engine: AsyncEngine, begin: str) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # First: every pragma after it may need the database's lock, and waits for it
+        # instead of failing at once with "database is locked" under write load.
+        cursor.execute("PRAGMA busy_timeout=30000")
         # Takes effect only on a new, empty database (sqlite_space.py converts older ones).
         cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

@@ -206,6 +206,7 @@ class JobContext:
     async def checkpoint(self, data: Any) -> None:
         """Store `data` (JSON) durably; a restored run receives the last one as `restored_checkpoint`."""
         await self._reporter.save_checkpoint(self, data)
+        await self._reporter.confirm_lease(self)
 
     def log(self, message: str, level: str = "info") -> None:
         """Add a line to the task's log (also streamed live as a `log` event)."""
@@ -214,6 +215,7 @@ class JobContext:
     async def serving(self, endpoint: str | None = None, info: Any = None) -> None:
         """A service job is up: the task goes `serving`, showing `endpoint` and `info`."""
         await self._reporter.mark_serving(self, endpoint, info)
+        await self._reporter.confirm_lease(self)
 
     async def until_stopped(self) -> None:
         """Wait until the service is asked to stop (or the task is cancelled)."""
@@ -266,6 +268,7 @@ class JobContext:
             self, task_type, params, key=key, name=name, depends_on=deps, requires_approval=requires_approval
         )
         self._children.append(handle)
+        await self._reporter.confirm_lease(self)
         return handle
 
     async def wait(self, children: Sequence[ChildHandle], *, derive_progress: bool = True) -> list[Any]:

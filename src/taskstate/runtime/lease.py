@@ -6,10 +6,11 @@ is stalled (a long pause, a stopped VM, CPU starvation): when it resumes, its
 jobs' timers fire at once, and a job would go on with its next side effect
 beside the attempt that replaced it. So the instance fences itself: its lease
 runs from the start of its last successful heartbeat for a little less than
-the orphan timeout, and a job that finds it expired (in `ctx.sleep`,
-`ctx.checkpoint`, `ctx.ask`) waits for a heartbeat to renew it and then for
-the task's row to confirm that the task is still this attempt's, before it
-takes another step.
+the orphan timeout, and a job that finds it lapsed (at the end of any awaited
+call of the job API: `ctx.sleep`, `ctx.checkpoint`, `ctx.ask`, `ctx.spawn`,
+`ctx.wait`, ...) waits for a heartbeat to renew it and then for the task's row to
+confirm that the task is still this attempt's, before it takes another step: an
+await that spanned the stall (a checkpoint written just before it) is no exception.
 """
 
 from __future__ import annotations

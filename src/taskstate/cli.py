@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from taskstate import __version__
-from taskstate.client import add_client_commands
+from taskstate.client.commands import add_client_commands
 from taskstate.token_cli import add_token_commands
 
 

@@ -26,7 +26,7 @@ from taskstate.client.command_line import (
     run_with_client,
 )
 from taskstate.client.formatting import clip, duration, local_datetime, print_json, print_table, print_task
-from taskstate.client.http import Client, Json, task_path
+from taskstate.client.http import Client, Json
 from taskstate.client.schedules import add_schedule_commands
 from taskstate.client.tree import add_tree_command
 from taskstate.client.watch import Watcher, WatchOptions, follow_task
@@ -127,7 +127,7 @@ def _submit(args: argparse.Namespace) -> int:
         final = follow_task(client, task["id"], WatchOptions(quiet=args.json))
         if args.json:
             # As `status --json` prints it: the HTTP API's rendering of the ended task.
-            final = client.request("GET", task_path(task["id"]))
+            final = client.get(task["id"])
             print_json(final)
         return outcome(final)
 
@@ -136,7 +136,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     def run(client: Client) -> int:
-        task: Json = client.request("GET", task_path(args.id))
+        task: Json = client.get(args.id)
         if args.json:
             print_json(task)
         else:
@@ -148,7 +148,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     def run(client: Client) -> int:
-        task: Json = client.request("POST", task_path(args.id, "cancel"))
+        task: Json = client.cancel(args.id)
         if args.json:
             print_json(task)
         else:

@@ -1,14 +1,15 @@
-"""A synchronous client for a taskstate server's HTTP API (CONTRACT §2).
+"""The Python client of a taskstate server: `Client` (synchronous; `AsyncClient` in aio.py).
 
 It knows URLs, the token and the contract's error shape, and nothing of the command
-line: it is made from a base URL, a token and a timeout, and reports every failure
-as a `ClientError`, so that it can grow into the public Python client.
+line: it is made from a base URL, a token and a timeout, and reports every failure as a
+`ClientError` carrying the contract's error code and the HTTP status. The command line
+is built on it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -118,14 +119,92 @@ class Client:
 
     def events_url(self, query: dict[str, str]) -> str:
         """The WebSocket `/api/v2/events` with this query; the token goes in it too (CONTRACT §3)."""
-        url = httpx.URL(self.base_url + "/api/v2/events")
-        scheme = "wss" if url.scheme == "https" else "ws"
-        if self.token:
-            query = {**query, "token": self.token}
-        return str(url.copy_with(scheme=scheme).copy_merge_params(query))
+        return events_url(self.base_url, self.token, query)
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    # -- the contract's calls (CONTRACT §2) ------------------------------------------------
+
+    def submit(self, task_type: str, params: Json | None = None, **options: Any) -> Json:
+        """Start a task (`POST /api/v2/tasks`); `options`: name, priority, run_at,
+        timeout_seconds, max_attempts, idempotency_key, depends_on, requires_approval, ..."""
+        task: Json = self.request("POST", "/api/v2/tasks", json=submission(task_type, params, options))
+        return task
+
+    def get(self, task_id: str) -> Json:
+        task: Json = self.request("GET", task_path(task_id))
+        return task
+
+    def cancel(self, task_id: str) -> Json:
+        task: Json = self.request("POST", task_path(task_id, "cancel"))
+        return task
+
+    def stop(self, task_id: str) -> Json:
+        task: Json = self.request("POST", task_path(task_id, "stop"))
+        return task
+
+    def retry(self, task_id: str) -> Json:
+        task: Json = self.request("POST", task_path(task_id, "retry"))
+        return task
+
+    def answer(self, task_id: str, question_id: str, answer: Any) -> Json:
+        path = task_path(task_id, "questions", quote(question_id, safe=""), "answer")
+        task: Json = self.request("POST", path, json={"answer": answer})
+        return task
+
+    def tasks(self, **filters: Any) -> Json:
+        """One page of history (`GET /api/v2/tasks`): `{items, next_cursor, total}`."""
+        page: Json = self.request("GET", "/api/v2/tasks", params=history_query(filters))
+        return page
+
+    def wait(self, task_id: str, timeout: float | None = None) -> Json:
+        """The task once it has ended: followed on the event stream, or polled while the
+        stream cannot be reached. Raises `TimeoutError` after `timeout` seconds."""
+        from taskstate.client.following import wait_sync
+
+        return wait_sync(self, task_id, timeout)
+
+    def events(
+        self,
+        *,
+        since: int | None = None,
+        task_id: str | None = None,
+        root_id: str | None = None,
+        reconnect_for: float = 60.0,
+    ) -> Iterator[Json]:
+        """Every event of the stream (CONTRACT §3), reconnecting with `since` when the
+        connection drops: no transition is missed or repeated. Without `since` the first
+        is the snapshot (its parts put together)."""
+        from taskstate.client.following import events_sync
+
+        return events_sync(self, since=since, task_id=task_id, root_id=root_id, reconnect_for=reconnect_for)
+
+
+def events_url(base_url: str, token: str | None, query: dict[str, str]) -> str:
+    url = httpx.URL(base_url + "/api/v2/events")
+    scheme = "wss" if url.scheme == "https" else "ws"
+    if token:
+        query = {**query, "token": token}
+    return str(url.copy_with(scheme=scheme).copy_merge_params(query))
+
+
+def submission(task_type: str, params: Json | None, options: dict[str, Any]) -> Json:
+    body: Json = {"type": task_type, **{k: v for k, v in options.items() if v is not None}}
+    if params is not None:
+        body["params"] = params
+    return body
+
+
+def history_query(filters: dict[str, Any]) -> list[tuple[str, str | int | float | bool | None]]:
+    """`GET /api/v2/tasks`'s query; a list value (`state`) repeats its key."""
+    query: list[tuple[str, str | int | float | bool | None]] = []
+    for key, value in filters.items():
+        if value is None:
+            continue
+        for one in value if isinstance(value, list | tuple) else [value]:
+            query.append((key, one))
+    return query
 
 
 def task_path(task_id: str, *rest: str) -> str:

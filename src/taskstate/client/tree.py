@@ -21,7 +21,7 @@ from taskstate.client.command_line import (
     run_with_client,
 )
 from taskstate.client.formatting import clip, print_json, progress_bar
-from taskstate.client.http import Client, Json, task_path
+from taskstate.client.http import Client, Json
 from taskstate.client.watch import Watcher, WatchOptions
 from taskstate.core.states import TERMINAL_STATES
 
@@ -41,7 +41,7 @@ def add_tree_command(add: AddCommand) -> None:
 
 def read_tree(client: Client, task_id: str) -> tuple[str, list[Json]]:
     """The root's id and every task of the tree of `task_id` (GET /api/v2/tasks?root_id=)."""
-    task: Json = client.request("GET", task_path(task_id))
+    task: Json = client.get(task_id)
     root_id = str(task.get("root_id") or task["id"])
     items: list[Json] = []
     cursor: str | None = None

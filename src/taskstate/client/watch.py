@@ -56,7 +56,7 @@ def follow_task(client: Client, task_id: str, options: WatchOptions) -> Json | N
     """
     # Rows first: the task read after them is at least as new, so a terminal row has a terminal task.
     rows: list[Json] = client.request("GET", task_path(task_id, "transitions"))["items"]
-    task: Json = client.request("GET", task_path(task_id))
+    task: Json = client.get(task_id)
     watcher = Watcher(client, task_id=str(task["id"]), options=options)
     if watcher.preload(task, rows):
         return watcher.final

@@ -75,6 +75,28 @@ class Cursor:
         return {"type": "snapshot", "seq": snapshot["seq"], "tasks": snapshot["tasks"]}
 
 
+class _Reconnects:
+    """When to try the stream again, and when to give up (`reconnect_for` seconds of failing)."""
+
+    def __init__(self, base_url: str, reconnect_for: float) -> None:
+        self.base_url = base_url
+        self.reconnect_for = reconnect_for
+        self.failing_since: float | None = None
+        self.delay = 0.2
+
+    def connected(self) -> None:
+        self.failing_since, self.delay = None, 0.2
+
+    def failed(self, exc: BaseException) -> float:
+        """Seconds to wait before the next try; raises `ServerUnreachable` past the limit."""
+        now = time.monotonic()
+        self.failing_since = self.failing_since or now
+        if now - self.failing_since > self.reconnect_for:
+            raise ServerUnreachable.at(self.base_url, exc) from exc
+        delay, self.delay = self.delay, min(self.delay * 2, 5.0)
+        return delay
+
+
 def _ended(event: Json, task_id: str) -> Json | None:
     """The task, if `event` shows it ended."""
     if event["type"] == "snapshot":
@@ -106,14 +128,12 @@ def events_sync(
     from websockets.sync.client import connect
 
     cursor = Cursor(since, task_id, root_id)
-    failing_since: float | None = None
-    delay = 0.2
+    tries = _Reconnects(client.base_url, reconnect_for)
     while True:
         try:
-            with connect(
-                client.events_url(cursor.query()), open_timeout=10, close_timeout=2, max_size=None
-            ) as ws:
-                failing_since, delay = None, 0.2
+            url = client.events_url(cursor.query())
+            with connect(url, open_timeout=10, close_timeout=2, max_size=None) as ws:
+                tries.connected()
                 for raw in ws:
                     event = cursor.take(raw)
                     if event is not None:
@@ -121,12 +141,7 @@ def events_sync(
         except _Resync:
             continue
         except STREAM_FAILURES as exc:
-            now = time.monotonic()
-            failing_since = failing_since or now
-            if now - failing_since > reconnect_for:
-                raise ServerUnreachable.at(client.base_url, exc) from exc
-        time.sleep(delay)
-        delay = min(delay * 2, 5.0)
+            time.sleep(tries.failed(exc))
 
 
 def wait_sync(client: Client, task_id: str, timeout: float | None) -> Json:
@@ -171,13 +186,12 @@ async def events_async(
     from websockets.asyncio.client import connect
 
     cursor = Cursor(since, task_id, root_id)
-    failing_since: float | None = None
-    delay = 0.2
+    tries = _Reconnects(client.base_url, reconnect_for)
     while True:
         try:
             url = client.events_url(cursor.query())
             async with connect(url, open_timeout=10, close_timeout=2, max_size=None) as ws:
-                failing_since, delay = None, 0.2
+                tries.connected()
                 async for raw in ws:
                     event = cursor.take(raw)
                     if event is not None:
@@ -185,12 +199,7 @@ async def events_async(
         except _Resync:
             continue
         except STREAM_FAILURES as exc:
-            now = time.monotonic()
-            failing_since = failing_since or now
-            if now - failing_since > reconnect_for:
-                raise ServerUnreachable.at(client.base_url, exc) from exc
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 5.0)
+            await asyncio.sleep(tries.failed(exc))
 
 
 async def wait_async(client: AsyncClient, task_id: str, timeout: float | None) -> Json:  # noqa: ASYNC109

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
+import importlib.util
 import platform
 import resource
 import shutil
@@ -37,6 +39,7 @@ from bench.common import REPO, Results, dump_json, load_average, log, pg_availab
 SCENARIOS = [
     "e2e",
     "procrastinate",
+    "pgqueuer",
     "physical",
     "scaleout",
     "ws_latency",
@@ -119,6 +122,12 @@ RATIOS = [
         "e2e.procrastinate.postgres.tasks_per_s",
     ),
     (
+        "ratio.postgres.taskstate_over_pgqueuer",
+        "taskstate (PostgreSQL) / PgQueuer, tasks/s",
+        "e2e.taskstate.postgres.tasks_per_s",
+        "e2e.pgqueuer.postgres.tasks_per_s",
+    ),
+    (
         "ratio.postgres.transitions_over_pgbench",
         "taskstate transitions/s / pgbench single-row tx/s (8 clients)",
         "e2e.taskstate.postgres.transitions_per_s",
@@ -166,6 +175,7 @@ RATIOS = [
 TARGETS: dict[str, tuple[str, float]] = {
     "ratio.postgres.taskstate_over_procrastinate": (">=", 3),
     "ratio.sqlite.taskstate_over_procrastinate": (">=", 2),
+    "ratio.postgres.taskstate_over_pgqueuer": (">=", 1),
     "ratio.postgres.transitions_over_pgbench": (">=", 1),
     "ws_latency.postgres.1.p99_ms": ("<=", 10),
     "ws_latency.sqlite.1.p99_ms": ("<=", 10),
@@ -184,6 +194,10 @@ TARGETS: dict[str, tuple[str, float]] = {
     "memory.postgres.ws_plain_kib_per_subscriber": ("<=", 20),
     "memory.sqlite.ws_plain_kib_per_subscriber": ("<=", 20),
 }
+
+
+def pgqueuer_installed() -> bool:
+    return importlib.util.find_spec("pgqueuer") is not None
 
 
 def compute_ratios(results: Results) -> dict[str, dict[str, Any]]:
@@ -341,6 +355,7 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "taskstate": version("taskstate"),
         "procrastinate": e2e_mod.procrastinate_version(),
+        "pgqueuer": importlib.metadata.version("pgqueuer") if pgqueuer_installed() else None,
         "pgbench": pg_version,
     }
 
@@ -364,6 +379,9 @@ async def run(args: argparse.Namespace, sizes: Sizes, workdir: Path) -> dict[str
         backends.remove("postgres")
     pg = "postgres" in backends
     procrastinate_ok = e2e_mod.procrastinate_version() is not None
+    pgqueuer_ok = pgqueuer_installed()
+    if "pgqueuer" in only and not pgqueuer_ok:
+        results.skip("pgqueuer", "not installed (pip install -e '.[bench]')")
     if "procrastinate" in only and not procrastinate_ok:
         results.skip("procrastinate", "not installed (pip install -e '.[bench]')")
     load_start = load_average()
@@ -372,7 +390,7 @@ async def run(args: argparse.Namespace, sizes: Sizes, workdir: Path) -> dict[str
     concurrency = args.concurrency
 
     # Interleaved per repetition: every comparison's two sides see the same machine.
-    interleaved = only & {"e2e", "procrastinate", "physical", "scaleout"}
+    interleaved = only & {"e2e", "procrastinate", "pgqueuer", "physical", "scaleout"}
     for rep in range(sizes.repeat if interleaved else 0):
         log(f"repetition {rep + 1} of {sizes.repeat} (load average {load_average():.1f})")
         if "e2e" in only:
@@ -382,6 +400,13 @@ async def run(args: argparse.Namespace, sizes: Sizes, workdir: Path) -> dict[str
                 )
                 e2e_mod.record(results, f"e2e.taskstate.{backend}", f"taskstate, {backend}", r)
                 log(f"taskstate {backend}: {r.tasks_per_s:.0f} tasks/s ({r.seconds:.1f} s)")
+        if "pgqueuer" in only and pg and pgqueuer_ok:
+            r = await e2e_mod.pgqueuer_e2e(sizes.n, workdir)
+            e2e_mod.record(results, "e2e.pgqueuer.postgres", "PgQueuer, postgres", r)
+            results.metrics[
+                "e2e.pgqueuer.postgres.transitions_per_s"
+            ].label = "PgQueuer, postgres: pgqueuer_log rows/s (3 a job)"
+            log(f"pgqueuer: {r.tasks_per_s:.0f} jobs/s ({r.seconds:.1f} s)")
         if "procrastinate" in only and pg and procrastinate_ok:
             r = await e2e_mod.procrastinate_e2e(sizes.n, workdir, concurrency=concurrency)
             e2e_mod.record(results, "e2e.procrastinate.postgres", "Procrastinate, postgres", r)

@@ -273,6 +273,89 @@ async def procrastinate_e2e(n: int, workdir: Path, *, concurrency: int = CONCURR
     )
 
 
+#: PgQueuer's own best settings, as its published benchmark runs it: one asyncpg
+#: connection, jobs dequeued 10 at a time, at most 20 running at once.
+PGQUEUER_BATCH = 10
+PGQUEUER_CONCURRENCY = 20
+
+
+async def pgqueuer_e2e(n: int, workdir: Path) -> E2E:
+    """PgQueuer: schema installed through its API, N jobs enqueued in batches of 500, one
+    worker process (asyncpg, one connection, batch 10, at most 20 concurrent)."""
+    from pgqueuer.db import AsyncpgDriver
+    from pgqueuer.queries import Queries
+
+    from bench import pgqueuer_app
+
+    async with pg_database("pgqueuer") as name:
+        dsn = pg_dsn(name)
+        conn = await asyncpg.connect(dsn)
+        try:
+            queries = Queries(AsyncpgDriver(conn))
+            await queries.install()
+            out = open(workdir / f"pgqueuer-worker-{name}.log", "wb")
+            worker = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.pgqueuer_app",
+                    dsn,
+                    str(PGQUEUER_BATCH),
+                    str(PGQUEUER_CONCURRENCY),
+                ],
+                cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+            out.close()
+            try:
+                await asyncio.sleep(1.0)  # its LISTEN connection up
+                if worker.poll() is not None:
+                    raise RuntimeError("the PgQueuer worker did not start")
+                cpu0 = _cpu(worker.pid)
+                pg0 = postgres_cpu_seconds()
+                xacts0 = await _xacts(name)
+                t0 = time.time()
+                for start in range(0, n, 500):
+                    count = min(500, n - start)
+                    await queries.enqueue([pgqueuer_app.ENTRYPOINT] * count, [None] * count, [0] * count)
+                submitted = time.time()
+                deadline = time.monotonic() + max(120, n / 10)
+                done_query = "SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'"
+                while (done := await conn.fetchval(done_query)) < n:
+                    if time.monotonic() > deadline or worker.poll() is not None:
+                        raise RuntimeError(f"PgQueuer: {done} of {n} jobs succeeded")
+                    await asyncio.sleep(0.1)
+                cpu = _cpu(worker.pid) - cpu0
+                pg_cpu = postgres_cpu_seconds() - pg0
+                xacts = await _xacts(name)
+                last = await conn.fetchval(
+                    "SELECT max(created) FROM pgqueuer_log WHERE status = 'successful'"
+                )
+                rows = await conn.fetchval("SELECT count(*) FROM pgqueuer_log")
+            finally:
+                if worker.poll() is None:
+                    worker.send_signal(signal.SIGTERM)
+                try:
+                    worker.wait(30)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+                    worker.wait(10)
+        finally:
+            await conn.close()
+    return E2E(
+        n,
+        as_epoch(last) - t0,
+        submitted - t0,
+        cpu,
+        pg_cpu,
+        int(rows),
+        xacts[0] - xacts0[0],
+        xacts[1] - xacts0[1],
+    )
+
+
 def _cpu(pid: int) -> float:
     return cpu_seconds(pid)
 

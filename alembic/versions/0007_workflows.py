@@ -46,6 +46,9 @@ def upgrade() -> None:
     op.add_column(
         "tasks", sa.Column("requires_approval", sa.Boolean, nullable=False, server_default=sa.false())
     )
+    # Whether a task's end concerns others: its end then looks for them (most tasks have none).
+    op.add_column("tasks", sa.Column("has_children", sa.Boolean, nullable=False, server_default=sa.false()))
+    op.add_column("tasks", sa.Column("has_dependents", sa.Boolean, nullable=False, server_default=sa.false()))
     op.execute("UPDATE tasks SET root_id = id")
     op.create_index("ix_tasks_parent", "tasks", ["parent_id"], **_where("parent_id IS NOT NULL"))
     op.create_index("ix_tasks_root", "tasks", ["root_id", sa.text("created_at DESC"), sa.text("id DESC")])
@@ -95,5 +98,14 @@ def downgrade() -> None:
     )
     op.drop_index("ix_tasks_root", table_name="tasks")
     op.drop_index("ix_tasks_parent", table_name="tasks")
-    for column in ("requires_approval", "waiting_for", "depends_on", "blockers", "root_id", "parent_id"):
+    for column in (
+        "has_dependents",
+        "has_children",
+        "requires_approval",
+        "waiting_for",
+        "depends_on",
+        "blockers",
+        "root_id",
+        "parent_id",
+    ):
         op.execute(f"ALTER TABLE tasks DROP COLUMN {column}")  # in place, as upgrade added them

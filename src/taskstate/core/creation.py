@@ -112,6 +112,8 @@ async def create(wb: WriteBatch, new: Sequence[NewTask], actor: str) -> list[Cre
     ]
     if edges:
         await wb.conn.execute(task_dependencies.insert(), edges)
+        depended_on = sorted({edge["depends_on"] for edge in edges})
+        await wb.conn.execute(sa.update(tasks).where(tasks.c.id.in_(depended_on)).values(has_dependents=True))
     asked = [question for task_id, question in approvals.items() if task_id in inserted]
     if asked:
         await wb.conn.execute(questions.insert(), asked)

@@ -108,6 +108,9 @@ tasks = sa.Table(
     sa.Column("depends_on", JSONType),
     sa.Column("waiting_for", JSONType),
     sa.Column("requires_approval", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Whether a task's end concerns others (its end looks for them only then).
+    sa.Column("has_children", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("has_dependents", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index(
         "ix_tasks_owner_created",
         "owner",

@@ -219,6 +219,11 @@ class Store:
             if (await wb.conn.execute(holder)).first() is None:
                 return None
             [result] = await creation.create(wb, [child], actor)
+            await wb.conn.execute(
+                sa.update(tasks)
+                .where(tasks.c.id == parent_id, ~tasks.c.has_children)
+                .values(has_children=True)
+            )
             return result
 
         try:
@@ -349,10 +354,11 @@ async def apply_transition(
                 EXPIRE_QUESTIONS, {"b_ids": [task_id], "b_now": now, "b_by": f"task {to.value}"}
             )
             # Its descendants end first, each with its own row (CONTRACT §6).
-            await _end_children(wb, [(task_id, to)], actor)
+            if row["has_children"]:
+                await _end_children(wb, [(task_id, to)], actor)
         rec = TransitionRecord(task_id, from_state, to.value, now, reason, actor, task_payload(row, now))
         wb.record(rec)
-        if on_entry(to).finishes:
+        if on_entry(to).finishes and row["has_dependents"]:
             await _end_dependents(wb, [(task_id, to)], actor)
         return TransitionResult(Outcome.APPLIED, from_state, to.value, rec.task, rec)
 
@@ -484,7 +490,8 @@ async def _apply_transitions(wb: WriteBatch, ops: list[_TransitionOp]) -> list[t
             outcomes[i] = (True, TransitionResult(Outcome.APPLIED, from_state, to.value, payload, rec))
             if is_terminal(to.value):
                 finished.setdefault(to.value, []).append(op.task_id)
-                ended_by.setdefault(op.actor, []).append((op.task_id, to))
+                if task_row["has_children"] or task_row["has_dependents"]:
+                    ended_by.setdefault(op.actor, []).append((op.task_id, to))
     for state, task_ids in finished.items():
         await wb.conn.execute(EXPIRE_QUESTIONS, {"b_ids": task_ids, "b_now": now, "b_by": f"task {state}"})
     for actor, ended in ended_by.items():

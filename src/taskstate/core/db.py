@@ -65,6 +65,7 @@ tasks = sa.Table(
     sa.Column("result", JSONType),
     sa.Column("error", sa.Text),
     sa.Column("error_type", sa.String(200)),
+    sa.Column("traceback", sa.Text),
     sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
     sa.Column("attempt", sa.Integer, nullable=False, server_default="1"),
     sa.Column("max_attempts", sa.Integer, nullable=False, server_default="3"),

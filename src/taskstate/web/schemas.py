@@ -191,7 +191,14 @@ class TaskPublic(BaseModel):
 class TaskPage(BaseModel):
     items: list[TaskPublic]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
-    total: int = Field(description="How many tasks match the filters, over all pages.")
+    total: int = Field(
+        description="How many tasks match the filters, over all pages: exact up to 10,000; "
+        "above that, on PostgreSQL, the planner's estimate (`total_is_estimate`)."
+    )
+    total_is_estimate: bool = Field(
+        description="`total` is PostgreSQL's estimate, not a count: more than 10,000 tasks match "
+        "and counting them exactly would read every one on every page."
+    )
 
 
 class TaskList(BaseModel):

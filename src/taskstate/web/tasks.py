@@ -235,8 +235,13 @@ async def list_tasks(
         parent_id=_optional_id(parent_id, "parent_id"),
         root_id=_optional_id(root_id, "root_id"),
     )
-    items, next_cursor, total = await services.reads.list_tasks(flt, limit=limit, cursor=cursor)
-    return {"items": items, "next_cursor": next_cursor, "total": total}
+    page = await services.reads.list_tasks(flt, limit=limit, cursor=cursor)
+    return {
+        "items": page.items,
+        "next_cursor": page.next_cursor,
+        "total": page.total,
+        "total_is_estimate": page.total_is_estimate,
+    }
 
 
 @router.get(

@@ -102,7 +102,9 @@ export class ApiClient {
   }
 
   /** {items, next_cursor, total}; the options are TaskStateManager.getJobHistory's. */
-  history(options = {}) {
+  async history(options = {}) {
+    // The seed's `offset`: pages are reached by cursor, so a later page by offset cannot be had.
+    if (options.offset) throw new RangeError('getJobHistory: `offset` must be 0; read further pages with `cursor` (next_cursor)');
     const query = new URLSearchParams();
     const states = options.state ?? options.status;
     for (const state of [].concat(states ?? [])) if (state) query.append('state', state);

@@ -33,6 +33,7 @@ from tests.support.servers import LiveServer, live_server, make_registry, make_s
 ROOT = Path(__file__).resolve().parent.parent
 FRONTEND = ROOT / "frontend"
 ASSETS = Path(__file__).resolve().parent / "js"
+README = ROOT / "README.md"
 PACKAGE = "taskstate-client"
 #: typescript from npm, pinned to a major so that a new compiler cannot change the verdict.
 TYPESCRIPT = "typescript@5"
@@ -213,23 +214,9 @@ async def test_seed_examples_run_in_node_against_a_live_server(
     agent_server: LiveServer, project: Path
 ) -> None:
     """`node --test` on the seed's examples: every test in it passes, against this server."""
-    node = _tool("node")
-    flags = ["--experimental-websocket"] if int(_node_major(node)) < 22 else []
-    env = {**os.environ, "TASKSTATE_URL": agent_server.base_url, "AT_ONCE": "6", "NO_COLOR": "1"}
-    process = await asyncio.create_subprocess_exec(
-        node, *flags, "--test", "--test-reporter=tap", "seed_examples.test.mjs",
-        cwd=project, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        stdin=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        async with asyncio.timeout(NODE_TIMEOUT):
-            out, _ = await process.communicate()
-    except TimeoutError:
-        process.kill()
-        out, _ = await process.communicate()
-        raise AssertionError(f"node --test still running after {NODE_TIMEOUT}s:\n{out.decode()}") from None
-    report = out.decode(errors="replace")
-    assert process.returncode == 0, report
+    env = {"TASKSTATE_URL": agent_server.base_url, "AT_ONCE": "6"}
+    code, report = await _node(project, "--test", "--test-reporter=tap", "seed_examples.test.mjs", env=env)
+    assert code == 0, report
     assert re.search(r"^# pass 5$", report, re.M), report
     assert re.search(r"^# fail 0$", report, re.M), report
 
@@ -239,6 +226,45 @@ async def test_seed_examples_run_in_node_against_a_live_server(
     assert states == ["cancelled"] * 3 + ["completed"] * 6 + ["failed"]
     assert all(task["trigger"] == "manual" for task in page["items"])
     assert (await agent_server.client.get("/api/v2/tasks/active")).json()["items"] == []
+
+
+async def test_readme_example_runs_as_printed(tmp_path: Path, project: Path) -> None:
+    """README's TaskStateManager example, taken from its section, runs in node against a live
+    server (demo jobs): it starts its task, reads the history and resets, without an error."""
+    section = re.search(
+        r"^## TaskStateManager in your own front end\n(.*?)(?=^## )", README.read_text(), re.S | re.M
+    )
+    assert section, "README has no 'TaskStateManager in your own front end' section"
+    block = re.search(r"```js\n(.*?)```", section.group(1), re.S)
+    assert block and "from 'taskstate-client'" in block.group(1)
+    async with live_server(make_settings(f"sqlite+aiosqlite:///{tmp_path / 'readme.db'}")) as live:
+        example = block.group(1).replace("http://127.0.0.1:8000", live.base_url)
+        (project / "readme_example.mjs").write_text(example)
+        code, output = await _node(project, "readme_example.mjs")
+        assert code == 0, output
+        assert re.search(r"^0 completed", output, re.M), output
+        page = (await live.client.get("/api/v2/tasks", params={"type": "demo.sleep"})).json()
+        assert [task["state"] for task in page["items"]] == ["cancelled"], page
+
+
+async def _node(cwd: Path, *argv: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """`node ARGV` (with the WebSocket node 20 keeps behind a flag), to its end: code and output."""
+    node = _tool("node")
+    flags = ["--experimental-websocket"] if int(_node_major(node)) < 22 else []
+    process = await asyncio.create_subprocess_exec(
+        node, *flags, *argv,
+        cwd=cwd, env={**os.environ, "NO_COLOR": "1", **(env or {})},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(NODE_TIMEOUT):
+            out, _ = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        out, _ = await process.communicate()
+        raise AssertionError(f"node {argv} still running after {NODE_TIMEOUT}s:\n{out.decode()}") from None
+    assert process.returncode is not None
+    return process.returncode, out.decode(errors="replace")
 
 
 def _node_major(node: str) -> str:

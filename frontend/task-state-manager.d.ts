@@ -78,6 +78,7 @@ export interface Task {
   readonly last_restored_at: string | null;
   readonly restoration_source: string | null;
   readonly restoration_decision: string | null;
+  readonly restoration_code: 'proceed' | 'checkpoint' | 'fresh' | 'manual' | 'failed' | null;
   readonly pending_questions: readonly PendingQuestion[];
   readonly waiting_for_input: boolean;
   readonly retry_of: string | null;

@@ -10,6 +10,10 @@
 // trying (polling, reading the table first, and reconnecting) until it answers. A task handed
 // out is never changed afterwards: every change makes a new object. Views subscribe with `on`.
 //
+// Other front ends use it too: it is packaged as `taskstate-client` (package.json, with its
+// types in task-state-manager.d.ts, which must follow any change here) and served at the stable
+// path /task-state-manager.js. So this file and what it imports hold no UI code.
+//
 // Events:
 //   taskRestored (task)        one per active task found on load
 //   noActiveTask ()            the load found no active task

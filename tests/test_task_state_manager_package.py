@@ -134,6 +134,37 @@ def test_every_public_member_is_declared(project: Path) -> None:
     assert not set(members) - declared, f"not declared in the .d.ts: {sorted(set(members) - declared)}"
 
 
+#: The .d.ts interfaces that describe an answer of the API, and the OpenAPI schema of each.
+DECLARED_SCHEMAS = {
+    "Task": "TaskPublic",
+    "Schedule": "Schedule",
+    "Worker": "WorkerPublic",
+    "TaskType": "TaskTypePublic",
+    "TaskPage": "TaskPage",
+    "TransitionRow": "TransitionPublic",
+    "LogLine": "LogLine",
+}
+
+
+async def test_declared_answers_have_the_fields_of_the_openapi_schemas(tmp_path: Path) -> None:
+    """Each answer the .d.ts declares has exactly the fields of its schema in the live
+    /openapi.json: a field the server adds (or drops) shows here until the types follow."""
+    declarations = (FRONTEND / "task-state-manager.d.ts").read_text()
+    async with live_server(make_settings(f"sqlite+aiosqlite:///{tmp_path / 'schema.db'}")) as live:
+        schemas = (await live.client.get("/openapi.json")).json()["components"]["schemas"]
+    for interface, schema in DECLARED_SCHEMAS.items():
+        match = re.search(
+            rf"^export interface {interface} (?:extends \w+ )?\{{\n(.*?)^\}}", declarations, re.M | re.S
+        )
+        assert match, f"no `export interface {interface}` in the .d.ts"
+        declared = set(re.findall(r"^  readonly (\w+)\??:", match.group(1), re.M))
+        fields = set(schemas[schema]["properties"])
+        missing, extra = sorted(fields - declared), sorted(declared - fields)
+        assert not missing and not extra, (
+            f"{interface} vs {schema}: not declared {missing}, not in the API {extra}"
+        )
+
+
 def _tsc(project: Path, file: str, resolution: str) -> subprocess.CompletedProcess[str]:
     module = "nodenext" if resolution == "nodenext" else "esnext"
     argv = [_tool("npx"), "--yes", "-p", TYPESCRIPT, "tsc", "--strict", "--noEmit", "--pretty", "false"]

@@ -4,9 +4,11 @@
   a fresh project installs the tarball and imports `{ TaskStateManager } from 'taskstate-client'`.
 - Its hand-written `.d.ts` is checked by `tsc --strict` (typescript from npm, through npx): a
   typed consumer compiles, under node's and a bundler's module resolution; each misuse line
-  fails, and nothing else does. Every public member of the JavaScript class is declared.
+  fails, and nothing else does. Every public member of the JavaScript class is declared, and
+  each declared answer (Task, Schedule, …) has exactly its schema's fields in /openapi.json.
 - Seed 000's usage examples (`tests/js/seed_examples.test.mjs`) run under `node --test` against
-  a live server on SQLite, several tasks at once, through the installed package.
+  a live server on SQLite, several tasks at once, through the installed package; so does
+  README's example, as printed.
 - The served stable path `/task-state-manager.js` answers the module and everything it imports,
   as JavaScript, byte for byte what the package holds.
 """

@@ -324,6 +324,25 @@ export interface TaskStateEvents {
 
 export type TaskStateEventName = keyof TaskStateEvents;
 
+/** What the manager needs of `fetch`: the browser's and node's fit (no DOM types needed). */
+export type FetchLike = (
+  url: string,
+  init: { method: string; headers: { [name: string]: string }; body?: string },
+) => Promise<{ readonly ok: boolean; readonly status: number; readonly statusText: string; text(): Promise<string> }>;
+
+/** What the manager needs of a WebSocket: the browser's and node's (20: --experimental-websocket) fit. */
+export interface WebSocketLike {
+  onopen: ((event: any) => void) | null;
+  /** Called with a MessageEvent: the manager reads its `data`. */
+  onmessage: ((message: any) => void) | null;
+  onclose: ((event: any) => void) | null;
+  onerror: ((event: any) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
 export interface TaskStateManagerOptions {
   /** Where the API is, e.g. `http://127.0.0.1:8000`. Default: the page's origin (`location.origin`). */
   baseUrl?: string;
@@ -336,8 +355,10 @@ export interface TaskStateManagerOptions {
   maxReconnectDelay?: number;
   /** An API token (TASKSTATE_AUTH=tokens). */
   token?: string | null;
-  fetch?: typeof globalThis.fetch;
-  WebSocket?: typeof globalThis.WebSocket;
+  /** Default: the global fetch. */
+  fetch?: FetchLike;
+  /** Default: the global WebSocket. */
+  WebSocket?: WebSocketConstructor;
   setTimeout?: (callback: () => void, ms: number) => unknown;
   clearTimeout?: (handle: any) => void;
   /** 0 <= x < 1, for the reconnect jitter. */

@@ -73,7 +73,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, tarball: Path) -> Path:
     (path / "package.json").write_text(json.dumps({"name": "consumer", "private": True, "type": "module"}))
     done = _run([_tool("npm"), "install", "--offline", "--no-audit", "--no-fund", str(tarball)], cwd=path)
     assert done.returncode == 0, done.stderr
-    for asset in ("consumer.ts", "misuse.ts", "seed_examples.test.mjs"):
+    for asset in ("consumer.ts", "node_consumer.ts", "misuse.ts", "seed_examples.test.mjs"):
         shutil.copy(ASSETS / asset, path / asset)
     return path
 
@@ -167,14 +167,16 @@ async def test_declared_answers_have_the_fields_of_the_openapi_schemas(tmp_path:
         )
 
 
-def _tsc(project: Path, file: str, resolution: str) -> subprocess.CompletedProcess[str]:
+def _tsc(
+    project: Path, file: str, resolution: str, lib: str = "es2022,dom"
+) -> subprocess.CompletedProcess[str]:
     module = "nodenext" if resolution == "nodenext" else "esnext"
     argv = [_tool("npx"), "--yes", "-p", TYPESCRIPT, "tsc", "--strict", "--noEmit", "--pretty", "false"]
     argv += [
         "--target",
         "es2022",
         "--lib",
-        "es2022,dom",
+        lib,
         "--module",
         module,
         "--moduleResolution",
@@ -183,9 +185,16 @@ def _tsc(project: Path, file: str, resolution: str) -> subprocess.CompletedProce
     return _run([*argv, file], cwd=project)
 
 
-@pytest.mark.parametrize("resolution", ["nodenext", "bundler"])
-def test_typed_consumer_compiles_under_strict(project: Path, resolution: str) -> None:
-    done = _tsc(project, "consumer.ts", resolution)
+@pytest.mark.parametrize(
+    ("file", "resolution", "lib"),
+    [
+        ("consumer.ts", "nodenext", "es2022,dom"),  # node's resolution, through `exports`
+        ("consumer.ts", "bundler", "es2022,dom"),  # a bundler's (Vite, webpack, esbuild)
+        ("node_consumer.ts", "nodenext", "es2022"),  # no DOM types: the .d.ts needs none
+    ],
+)
+def test_typed_consumer_compiles_under_strict(project: Path, file: str, resolution: str, lib: str) -> None:
+    done = _tsc(project, file, resolution, lib)
     assert done.returncode == 0, done.stdout + done.stderr
 
 

@@ -12,7 +12,12 @@ import {
   type Trigger,
 } from 'taskstate-client';
 
-const manager = new TaskStateManager({ baseUrl: 'http://127.0.0.1:8000', pollingFrequency: 3000 });
+const manager = new TaskStateManager({
+  baseUrl: 'http://127.0.0.1:8000',
+  pollingFrequency: 3000,
+  fetch: globalThis.fetch.bind(globalThis), // the DOM's own types fit the options
+  WebSocket: globalThis.WebSocket,
+});
 manager.pollingFrequency = 5000;
 manager.token = null;
 

@@ -143,8 +143,10 @@ export interface TaskPage {
   readonly items: readonly Task[];
   /** Pass as `cursor` for the next page; null at the end. */
   readonly next_cursor: string | null;
-  /** How many tasks match the filters, over all pages. */
+  /** How many tasks match the filters, over all pages (an estimate when `total_is_estimate`). */
   readonly total: number;
+  /** `total` is PostgreSQL's planner estimate: more than 10,000 tasks match. */
+  readonly total_is_estimate: boolean;
 }
 
 /** A row of GET /api/v2/tasks/{id}/transitions. */

@@ -38,7 +38,7 @@ from taskstate.core.db import iso, utcnow
 from taskstate.core.errors import TaskstateError
 from taskstate.core.nesting import too_deep, too_deep_message
 from taskstate.core.states import State, is_terminal
-from taskstate.core.store import Guard, Outcome, Store, TransitionResult
+from taskstate.core.store import Guard, Outcome, Step, Store, TransitionResult
 from taskstate.runtime.asking import JobQuestions
 from taskstate.runtime.children import JobChildren, Slots
 from taskstate.runtime.context import (
@@ -261,9 +261,11 @@ class RunningJob:
             if not ctx.stop_requested.is_set():
                 await self._move(State.STOPPING, "exited")  # the service ended by itself
             return result
-        await self._move(State.COLLECTING, "collecting")
-        ctx.lifecycle_phase = "collecting"
         if spec.collect is not None:
+            # Without a `collect`, nothing runs in between: `_complete` writes `collecting`
+            # and `completed` in one transaction.
+            await self._move(State.COLLECTING, "collecting")
+            ctx.lifecycle_phase = "collecting"
             result = await spec.collect(ctx, result)
         return result
 
@@ -281,7 +283,12 @@ class RunningJob:
             error = f"result is {size} bytes; the limit is {limit}"
             await self._fail("result_too_large", error, "ResultTooLarge")
             return
-        await self._move(State.COMPLETED, "completed", {"result": result, **self._final_fields()})
+        fields = {"result": result, **self._final_fields()}
+        if self.state is State.RUNNING:  # no `collect` hook: both in one transaction
+            completing = Step(State.COMPLETED, "completed", fields)
+            await self._move(State.COLLECTING, "collecting", then=[completing])
+        else:
+            await self._move(State.COMPLETED, "completed", fields)
 
     async def _fail(self, reason: str, error: str, error_type: str, *, restoring: bool = False) -> None:
         fields = {
@@ -340,8 +347,11 @@ class RunningJob:
             "system_info": self.env.system_info,
         }
 
-    async def _move(self, to: State, reason: str, fields: Mapping[str, Any] | None = None) -> None:
-        """One of this job's own transitions; raises `_Stop` when the task is no longer ours."""
+    async def _move(
+        self, to: State, reason: str, fields: Mapping[str, Any] | None = None, *, then: Sequence[Step] = ()
+    ) -> None:
+        """One of this job's own transitions (and the ones that follow it in the same
+        transaction); raises `_Stop` when the task is no longer ours."""
         if not is_terminal(to):
             fields = {**(fields or {}), "heartbeat_at": utcnow()}
 
@@ -356,6 +366,7 @@ class RunningJob:
                 guard=self.guard,
                 fields=fields,
                 expect_from=self.state,
+                then=then,
             )
 
         try:
@@ -371,9 +382,13 @@ class RunningJob:
         if result.outcome in (Outcome.REFUSED, Outcome.NOT_OWNER):
             self.ctx.cancelled.set()
             raise _Stop
-        self.state = to
-        if result.record is not None:
-            self._entered.append((to.value, result.record.at))
+        for applied in [result, *result.then]:
+            self.state = State(applied.to_state)
+            if applied.record is not None:
+                self._entered.append((applied.to_state, applied.record.at))
+        if len(result.then) < len(then):
+            log.error("task %s: only %d of the steps after -> %s applied", self.task_id, len(result.then), to)
+            raise _Stop
 
     # -- the JobContext's reporter ---------------------------------------------------------
 

@@ -55,6 +55,7 @@ TRANSITION_FIELDS = frozenset(
         "result",
         "error",
         "error_type",
+        "traceback",
         "progress",
         "phase",
         "message",

@@ -55,6 +55,7 @@ from taskstate.runtime.lease import Lease
 from taskstate.runtime.output import JobOutput, PendingOutput, ProgressUpdate, store_outputs
 from taskstate.runtime.registry import JobRegistry, JobSpec, TaskKind
 from taskstate.runtime.restoration import restoration_of
+from taskstate.runtime.tracebacks import format_bounded
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +177,10 @@ class RunningJob:
                 async with asyncio.timeout(timeout):
                     started = await self._restoration(spec) if restoring else {}
                     result = await self._phases(spec, started)
-            except TimeoutError:
-                await self._fail("timeout", f"timed out after {timeout:g} s", "TimeoutError")
+            except TimeoutError as exc:
+                # Where the job was when its time ran out (the cancelled await) is the traceback.
+                error = f"timed out after {timeout:g} s"
+                await self._fail("timeout", error, "TimeoutError", traceback=format_bounded(exc))
                 return
             await self._complete(result)
         except _Stop:
@@ -191,7 +194,8 @@ class RunningJob:
             await self._fail("restoration_refused", str(exc), type(exc).__name__, restoring=True)
         except Exception as exc:
             log.info("task %s failed: %r", self.task_id, exc)
-            await self._fail("error", str(exc) or type(exc).__name__, type(exc).__name__)
+            error = str(exc) or type(exc).__name__
+            await self._fail("error", error, type(exc).__name__, traceback=format_bounded(exc))
 
     async def _restoration(self, spec: JobSpec) -> dict[str, Any]:
         """What a re-queued task left behind (`ctx.restoration`), and how its run goes on.
@@ -290,10 +294,20 @@ class RunningJob:
         else:
             await self._move(State.COMPLETED, "completed", fields)
 
-    async def _fail(self, reason: str, error: str, error_type: str, *, restoring: bool = False) -> None:
+    async def _fail(
+        self,
+        reason: str,
+        error: str,
+        error_type: str,
+        *,
+        restoring: bool = False,
+        traceback: str | None = None,
+    ) -> None:
+        """Fail the task; `traceback` (bounded) is written in the same transition as `error`."""
         fields = {
             "error": error,
             "error_type": error_type,
+            "traceback": traceback,
             "progress": self.ctx.progress_value,
             **self._final_fields(),
         }

@@ -188,6 +188,17 @@ class TaskPublic(BaseModel):
     )
 
 
+class TaskDetail(TaskPublic):
+    """A task read by itself: what lists and events show, and its traceback."""
+
+    traceback: str | None = Field(
+        description="A failed job's formatted traceback (the exception it raised, or where it was "
+        "when it timed out), at most 16,384 characters: a longer one keeps its first 4,096 and its "
+        "last characters around a `[... N characters of the traceback cut ...]` line. Null "
+        "otherwise; only in `GET /tasks/{id}`, not in lists or events."
+    )
+
+
 class TaskPage(BaseModel):
     items: list[TaskPublic]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")

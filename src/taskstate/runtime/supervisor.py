@@ -353,7 +353,12 @@ class Supervisor:
 
     async def _register(self) -> None:
         await workers.register(
-            self.store, self.worker_id, host=socket.gethostname(), pid=os.getpid(), version=__version__
+            self.store,
+            self.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            version=__version__,
+            slots=self.settings.max_concurrent_tasks,
         )
 
     @property

@@ -374,6 +374,15 @@ class WorkerPublic(BaseModel):
     heartbeat_age_seconds: float
     state: WorkerState
     tasks: list[str] = Field(description="Ids of the non-terminal tasks it holds.")
+    slots: int | None = Field(
+        description="How many jobs it runs at once (its TASKSTATE_MAX_CONCURRENT_TASKS); null for an "
+        "instance registered before this field existed."
+    )
+    slots_used: int = Field(
+        description="How many of its slots its jobs take now: the tasks it holds in preparing, running, "
+        "collecting, serving or stopping, less those waiting for their children (which give their slot "
+        "up meanwhile), as of their last progress write. 0 for a stopped or lost instance."
+    )
 
 
 class WorkerList(BaseModel):

@@ -43,7 +43,8 @@ async def test_a_parent_waiting_for_its_children_does_not_use_a_slot(server: Liv
     parent = await server.create("test.parent", params={"children": 2, "seconds": 1.5})
 
     async def children_running() -> bool:
-        children = (await server.client.get("/api/v2/tasks", params={"parent_id": parent["id"]})).json()["items"]
+        listed = await server.client.get("/api/v2/tasks", params={"parent_id": parent["id"]})
+        children = listed.json()["items"]
         return len(children) == 2 and all(c["state"] == "running" for c in children)
 
     await wait_until(children_running, "both children run", within=10)

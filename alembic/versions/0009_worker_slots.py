@@ -1,6 +1,6 @@
 """Each instance records how many jobs it runs at once (its slots), for the workers page.
 
-The capacity is a setting of each instance (TASKSTATE_MAX_CONCURRENT_TASKS), which may differ
+The capacity is a setting of each instance (MAX_CONCURRENT_TASKS), which may differ
 between instances, so it is written with the instance's row when it registers. Nullable: rows
 of instances registered before this revision have none until they register again.
 

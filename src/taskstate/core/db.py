@@ -269,7 +269,7 @@ workers = sa.Table(
     sa.Column("started_at", UTCDateTime, nullable=False),
     sa.Column("heartbeat_at", UTCDateTime, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("slots", sa.Integer),  # its TASKSTATE_MAX_CONCURRENT_TASKS (migration 0009)
+    sa.Column("slots", sa.Integer),  # its MAX_CONCURRENT_TASKS (migration 0009)
 )
 
 

@@ -375,7 +375,7 @@ class WorkerPublic(BaseModel):
     state: WorkerState
     tasks: list[str] = Field(description="Ids of the non-terminal tasks it holds.")
     slots: int | None = Field(
-        description="How many jobs it runs at once (its TASKSTATE_MAX_CONCURRENT_TASKS); null for an "
+        description="How many jobs it runs at once (its MAX_CONCURRENT_TASKS setting); null for an "
         "instance registered before this field existed."
     )
     slots_used: int = Field(

@@ -180,7 +180,10 @@ export class HistoryPage extends HTMLElement {
     } catch (error) {
       if (request !== this.#request) return;
       setText(this.#error, `Could not load the history: ${error.message}`);
-      if (error?.body?.field === 'cursor') this.#prev.disabled = false; // a stale link: back to the start
+      if (error?.body?.field === 'cursor') { // a link with a cursor this server did not issue
+        this.#prev.disabled = false;
+        setText(this.#prev, '⇤ Newest');
+      }
     } finally {
       if (request === this.#request) this.removeAttribute('aria-busy');
     }

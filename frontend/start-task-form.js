@@ -22,7 +22,7 @@ export class StartTaskForm extends HTMLElement {
 
   connectedCallback() {
     if (!this.#form) {
-      this.#form = h('form', { class: 'panel start-form', 'aria-labelledby': 'start-heading', novalidate: false },
+      this.#form = h('form', { class: 'panel start-form', 'aria-labelledby': 'start-heading', novalidate: true },
         h('h2', { id: 'start-heading' }, 'Start a task'),
         this.#fields.typeField,
         h('div', { class: 'field' }, h('label', { for: 'start-name' }, 'Name'), this.#name),
@@ -93,11 +93,11 @@ export class StartTaskForm extends HTMLElement {
   }
 }
 
-const LABELS = { priority: 'Priority', run_at: 'Run at', timeout_seconds: 'Timeout (seconds)', max_attempts: 'Max attempts' };
+const LABELS = { priority: 'Priority', run_at: 'Run at', timeout_seconds: 'Timeout', max_attempts: 'Max attempts' };
 const HINTS = {
   priority: 'Higher runs first among queued tasks. Default 0.',
   run_at: 'Not before this time (your time zone). Default: now.',
-  timeout_seconds: 'Fail the task after this long. Default: the server\'s.',
+  timeout_seconds: 'In seconds: fail the task after this long. Default: the server\'s.',
   max_attempts: 'How many times a task whose worker was lost is tried. Default 3.',
 };
 

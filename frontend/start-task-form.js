@@ -121,6 +121,13 @@ function buildAdvanced() {
       h('label', { for: id }, LABELS[name]), inputs[name], h('p', { class: 'hint', id: `${id}-hint` }, HINTS[name]), errors[name]);
   });
   const details = h('details', { class: 'advanced-options' }, h('summary', {}, 'Advanced'), h('div', { class: 'advanced-grid' }, rows));
+  // An edited field's error goes away at once (the next start checks it again).
+  details.addEventListener('input', (event) => {
+    const name = event.target?.name;
+    if (!(name in errors)) return;
+    setText(errors[name], '');
+    inputs[name].removeAttribute('aria-invalid');
+  });
   const show = (found) => {
     let first = null;
     for (const name of ADVANCED_FIELDS) {

@@ -63,7 +63,12 @@ async def snap(ui: BrowserPage, screens: Path, name: str, locator: Any = None) -
     if locator is None:
         await ui.page.screenshot(path=screens / f"{name}.png", full_page=True)
     else:
+        # Tall enough for the whole element: a scrolled shot would have the sticky header over it.
+        size = ui.page.viewport_size
+        await ui.page.set_viewport_size({"width": 1280, "height": 2000})
         await target.screenshot(path=screens / f"{name}.png")
+        if size:
+            await ui.page.set_viewport_size(size)
 
 
 async def bar_rows(ui: BrowserPage) -> list[dict[str, Any]]:
@@ -206,6 +211,8 @@ async def test_start_form_advanced_options(ui: BrowserPage, api: httpx.AsyncClie
     # Valid: several tasks started from the form, each with its options.
     run_at = (datetime.now() + timedelta(hours=1)).replace(second=0, microsecond=0)
     await page.fill("#start-priority", "7")
+    assert await page.locator("[data-error-for=priority]").text_content() == "", "cleared once edited"
+    assert await page.locator("#start-priority").get_attribute("aria-invalid") is None
     await page.fill("#start-max-attempts", "5")
     await page.fill("#start-timeout-seconds", "30")
     await page.fill("#start-run-at", run_at.strftime("%Y-%m-%dT%H:%M"))

@@ -121,7 +121,7 @@ async def test_failed_tasks_show_their_own_traceback_folded(
 
 async def test_a_failure_seen_live_brings_its_traceback(ui: BrowserPage, api: httpx.AsyncClient) -> None:
     """The page is open before the job fails: the event carries no traceback, the page reads it."""
-    run_at = (datetime.now().astimezone() + timedelta(seconds=2)).isoformat()
+    run_at = (datetime.now().astimezone() + timedelta(seconds=3)).isoformat()
     task = await create_task(
         api, "test.fail", name="fails while watched", params={"tag": "live"}, run_at=run_at
     )

@@ -203,6 +203,10 @@ export interface Worker {
   readonly state: 'running' | 'stopped' | 'lost';
   /** Ids of the non-terminal tasks it holds. */
   readonly tasks: readonly string[];
+  /** Its MAX_CONCURRENT_TASKS; null for an instance registered before slots were recorded. */
+  readonly slots: number | null;
+  /** Slots its jobs take now (a job waiting for its children gives its slot up). */
+  readonly slots_used: number;
 }
 
 export type OverlapPolicy = 'skip' | 'queue' | 'cancel_previous';

@@ -19,6 +19,7 @@ from taskstate.core.states import State
 from taskstate.core.store import Guard, Step, Store, TransitionResult
 from taskstate.core.writer import WriteBatch
 from tests.support.databases import open_store
+from tests.support.servers import live_server, make_settings
 
 WORKER = "worker-under-test"
 #: The two transitions a job without a `collect` hook writes in one transaction.
@@ -177,3 +178,41 @@ async def test_a_shared_transaction_that_fails_publishes_nothing(database_url: s
         events = [e for e in published if e.type == "transition" and e.task_id in ids]
         assert len(events) == 6 and len({e.seq for e in events}) == 6
         assert [e.seq for e in events] == sorted(e.seq for e in events if e.seq is not None)
+
+
+async def test_a_job_without_hooks_waits_for_two_commits_and_keeps_five_rows(pg_url: str) -> None:
+    """A live server on PostgreSQL, several jobs at once: a job with no `prepare` hook is
+    claimed and started in one transaction, one with no `collect` hook collected and
+    completed in one (PostgreSQL's `xmin` names the transaction that wrote a row); a job
+    with the hooks writes each of those transitions in a transaction of its own."""
+    async with live_server(make_settings(pg_url)) as server:
+        plain = [await server.create("demo.noop") for _ in range(6)]
+        hooked = [
+            await server.create("test.slow_prepare", params={"seconds": 0.05}),
+            await server.create("test.slow_collect", params={"seconds": 0.05}),
+        ]
+        for task in [*plain, *hooked]:
+            assert (await server.wait_for(task["id"]))["state"] == "completed"
+        async with server.services.store.db.reader.connect() as conn:
+            found = await conn.execute(
+                sa.text("SELECT task_id, to_state, seq, xmin::text::bigint FROM transitions ORDER BY seq")
+            )
+            rows = found.all()
+    paths: dict[str, list[str]] = defaultdict(list)
+    tx: dict[tuple[str, str], int] = {}
+    for task_id, to_state, _, xmin in rows:
+        paths[task_id].append(to_state)
+        tx[task_id, to_state] = xmin
+    lifecycle = ["queued", "preparing", "running", "collecting", "completed"]
+    for task in [*plain, *hooked]:
+        assert paths[task["id"]] == lifecycle, "the audit keeps every row"
+    for task in plain:
+        t = task["id"]
+        assert tx[t, "preparing"] == tx[t, "running"]
+        assert tx[t, "collecting"] == tx[t, "completed"]
+        assert tx[t, "running"] != tx[t, "collecting"]
+    slow_prepare, slow_collect = (task["id"] for task in hooked)
+    assert tx[slow_prepare, "preparing"] != tx[slow_prepare, "running"]
+    assert tx[slow_prepare, "collecting"] == tx[slow_prepare, "completed"]
+    assert tx[slow_collect, "preparing"] == tx[slow_collect, "running"]
+    assert tx[slow_collect, "collecting"] != tx[slow_collect, "completed"]

@@ -270,11 +270,45 @@ class Store:
         op = _TransitionOp(task_id, to, reason, actor, guard, fields or {}, expect_from, tuple(then))
         return await self._writer.submit(op)
 
-    async def claim(self, worker_id: str, limit: int) -> list[dict[str, Any]]:
-        """Claim up to `limit` due queued tasks (priority, then age) for `worker_id`."""
+    async def claim(
+        self, worker_id: str, limit: int, *, starts_at_once: Callable[[str], bool] | None = None
+    ) -> list[dict[str, Any]]:
+        """Claim up to `limit` due queued tasks (priority, then age) for `worker_id`.
+
+        A claimed task whose type `starts_at_once` (its job has no `prepare` hook, so
+        nothing runs between `preparing` and `running`) and that is not being restored
+        goes on to `running` in the same transaction: its own row, `seq` and event, and
+        one commit less before the job's code starts. Its row says `"state": "running"`.
+        """
 
         async def op(wb: WriteBatch) -> list[dict[str, Any]]:
-            return await claim.apply_claim(wb, worker_id, limit, self.db.is_sqlite)
+            rows = await claim.apply_claim(wb, worker_id, limit, self.db.is_sqlite)
+            if starts_at_once is None:
+                return rows
+            starting = [r for r in rows if not r["restoring"] and starts_at_once(r["type"])]
+            if not starting:
+                return rows
+            actor, now = f"worker:{worker_id}", utcnow()
+            ops = [
+                _TransitionOp(
+                    r["id"],
+                    State.RUNNING,
+                    "started",
+                    actor,
+                    Guard(worker_id, r["attempt"]),
+                    {"heartbeat_at": now},
+                    State.PREPARING,
+                )
+                for r in starting
+            ]
+            started: dict[str, TransitionResult] = {}
+            for r, (ok, result) in zip(starting, await _apply_transitions(wb, ops), strict=True):
+                if ok and result.applied:
+                    started[r["id"]] = result
+            return [
+                {**r, "state": State.RUNNING.value, "started": started[r["id"]]} if r["id"] in started else r
+                for r in rows
+            ]
 
         return await self._writer.submit(op)
 

@@ -114,8 +114,9 @@ class RunningJob:
         self.stop_reason: str | None = None
         self.hard_stop: asyncio.TimerHandle | None = None
         self.serving = False
-        #: The state this job last put its task in (a hint for the store's fast path).
-        self.state = State.PREPARING
+        #: The state this job last put its task in (a hint for the store's fast path):
+        #: `running` when the claim started it at once (no `prepare` hook).
+        self.state = State(row.get("state") or State.PREPARING)
         self._last_live = 0.0
         self._live_pending = False
         self._dirty = False
@@ -133,6 +134,9 @@ class RunningJob:
         self.questions = JobQuestions(self.task_id, self.guard, env.store, env.settings.max_pending_questions)
         # When this attempt entered each state, for the run report.
         self._entered: list[tuple[str, datetime]] = [("preparing", row["updated_at"])]
+        started: TransitionResult | None = row.get("started")
+        if started is not None and started.record is not None:
+            self._entered.append(("running", started.record.at))
         if not row.get("restoring") and row["attempt"] == 1:
             self._entered.insert(0, ("queued", row["created_at"]))
 
@@ -256,7 +260,8 @@ class RunningJob:
         ctx = self.ctx
         if spec.prepare is not None:
             await spec.prepare(ctx, ctx.params)
-        await self._move(State.RUNNING, "started", started)
+        if self.state is not State.RUNNING:  # else the claim started it (no `prepare` hook)
+            await self._move(State.RUNNING, "started", started)
         ctx.lifecycle_phase = "running"
         result = await spec.run(ctx, ctx.params)
         if ctx.cancelled.is_set():

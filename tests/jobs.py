@@ -141,6 +141,10 @@ async def _nothing(ctx: JobContext, params: Any) -> None:
     return None
 
 
+async def _keep_result(ctx: JobContext, result: Any) -> Any:
+    return result
+
+
 async def wait_for_gate(ctx: JobContext, gate: str) -> None:
     """Until the test opens `gate`; raises `JobCancelled` if the task is cancelled first."""
     waiter = asyncio.ensure_future(GATES[gate].wait())
@@ -368,3 +372,6 @@ def register(registry: JobRegistry) -> None:
 
     registry.job("test.slow_prepare", params=SleepParams, prepare=_sleep_in_prepare)(_nothing)
     registry.job("test.slow_collect", params=SleepParams, collect=_sleep_in_collect)(_nothing)
+    # A no-op with both hooks: each of its transitions is a commit of its own (a job
+    # without hooks shares them: claim with running, collecting with completed).
+    registry.job("test.hooked_noop", params=EchoParams, prepare=_nothing, collect=_keep_result)(_nothing)

@@ -155,6 +155,10 @@ async def answer(store: Store, task_id: str, question_id: str, value: Any, *, by
         )
         if row is None:
             raise NotFound(f"task {task_id} has no question {question_id!r}")
+        # An answered question says so whatever became of its task since: a second answer
+        # racing the job's quick completion still learns the first one was taken.
+        if row["status"] == "answered":
+            raise AlreadyAnswered(f"question {question_id} is answered already", status="answered")
         if is_terminal(task.state):
             raise TaskFinished(f"the task is {task.state}: its questions can no longer be answered")
         if row["status"] != "pending":

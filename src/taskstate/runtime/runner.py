@@ -294,6 +294,7 @@ class RunningJob:
             return
         fields = {"result": result, **self._final_fields()}
         if self.state is State.RUNNING:  # no `collect` hook: both in one transaction
+            fields["phase_results"] = {**fields["phase_results"], "collecting": 0.0}
             completing = Step(State.COMPLETED, "completed", fields)
             await self._move(State.COLLECTING, "collecting", then=[completing])
         else:

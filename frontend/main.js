@@ -33,7 +33,11 @@ function pollingFrequency() {
   return Number.isFinite(value) && value >= 100 ? value : undefined;
 }
 
-const taskStateManager = new TaskStateManager({ pollingFrequency: pollingFrequency() });
+// The API is where the page is served from: `/` for `taskstate serve`, `/jobs/` for an
+// application that mounts taskstate at `/jobs` (README: Embedding in your FastAPI app).
+const baseUrl = new URL('.', location.href).href;
+
+const taskStateManager = new TaskStateManager({ baseUrl, pollingFrequency: pollingFrequency() });
 window.taskStateManager = taskStateManager; // the seed's handle, for the console and tests
 setManager(taskStateManager);
 taskStateManager.on('connection', ({ state }) => {

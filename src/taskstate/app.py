@@ -1,4 +1,5 @@
-"""`create_app()`: wires the database, store, bus, supervisor and routes in one lifespan."""
+"""`Taskstate`: taskstate's API and UI as an application, its services as a context;
+`create_app()`: the two together, the standalone service."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -40,6 +41,7 @@ from taskstate.web.events import EVENT_STREAM_DOC
 from taskstate.web.events import router as ws_router
 from taskstate.web.guard import BrowserGuardMiddleware, allowed_hosts
 from taskstate.web.metrics import Metrics
+from taskstate.web.paths import route_path
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ class FrontendMount(Mount):
     API_PREFIXES = ("/api/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc")
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] == "http" and scope["path"].startswith(self.API_PREFIXES):
+        if scope["type"] == "http" and route_path(scope).startswith(self.API_PREFIXES):
             return Match.NONE, {}
         return super().matches(scope)
 
@@ -120,7 +122,7 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        docs = scope["path"].startswith(("/docs", "/redoc"))
+        docs = route_path(scope).startswith(("/docs", "/redoc"))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -133,15 +135,44 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(settings: Settings | None = None, registry: JobRegistry | None = None) -> FastAPI:
-    settings = settings or Settings()
-    registry = registry or build_registry(settings)
-    metrics = Metrics()
-    worker_id = settings.worker_id or new_worker_id()
-    logconfig.worker_id = worker_id
+class Taskstate:
+    """taskstate as a part of an application: its API (REST and the event stream) and, if
+    asked, its UI as `app`, and its services (database, store, bus, supervisor) as `running()`.
+
+    `create_app()` is one of these with its own lifespan. A FastAPI application of the
+    user's own mounts `app` under a prefix and enters `running()` in its lifespan (a mounted
+    application's own lifespan never runs): see `taskstate.embed`.
+    """
+
+    def __init__(
+        self,
+        registry: JobRegistry | None = None,
+        settings: Settings | None = None,
+        *,
+        ui: bool = False,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.registry = registry if registry is not None else build_registry(self.settings)
+        self.metrics = Metrics()
+        self.worker_id = self.settings.worker_id or new_worker_id()
+        self._services: Services | None = None
+        self.app = build_app(self.settings, lifespan=self._lifespan, ui=ui)
+
+    @property
+    def services(self) -> Services:
+        """The running services (RuntimeError outside `running()`)."""
+        if self._services is None:
+            raise RuntimeError("taskstate is not running: enter `running()` in your lifespan")
+        return self._services
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def running(self) -> AsyncIterator[Services]:
+        """The database migrated and open, the store, the bus and the supervisor started; all
+        stopped again on the way out (running jobs get `shutdown_grace_seconds`)."""
+        if self._services is not None:
+            raise RuntimeError("taskstate is running already")
+        settings = self.settings
+        logconfig.worker_id = self.worker_id
         _ensure_sqlite_directory(settings.database_url)
         db = open_database(settings.database_url, pool_size=settings.db_pool_size)
         await upgrade_to_head(db.writer)
@@ -160,12 +191,13 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
             )
         if sync is not None:
             sync.start()
-        supervisor = Supervisor(store, registry, settings, worker_id)
-        store.on_local_commit(metrics.observe_commit)
-        store.on_batch_committed(metrics.observe_batch)
+        supervisor = Supervisor(store, self.registry, settings, self.worker_id)
+        store.on_local_commit(self.metrics.observe_commit)
+        store.on_batch_committed(self.metrics.observe_batch)
         revocations = RevocationWatch(store, settings.token_recheck_seconds)
-        services = Services(settings, store, registry, supervisor, revocations, sync, metrics)
-        app.state.services = services
+        services = Services(settings, store, self.registry, supervisor, revocations, sync, self.metrics)
+        self._services = services
+        self.app.state.services = services
         if settings.auth == "tokens":
             revocations.start()
         if settings.run_supervisor:
@@ -174,7 +206,7 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
         job_logs = JobLogHandler()
         logging.getLogger().addHandler(job_logs)
         try:
-            yield
+            yield services
         finally:
             logging.getLogger().removeHandler(job_logs)
             retention.cancel()
@@ -186,7 +218,35 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
                 await sync.close()
             await store.close()
             await db.dispose()
+            self._services = None
 
+    @asynccontextmanager
+    async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        """`app`'s own lifespan: run when `app` is the application served (`create_app`),
+        never when it is mounted in another one."""
+        async with self.running():
+            yield
+
+
+def create_app(settings: Settings | None = None, registry: JobRegistry | None = None) -> FastAPI:
+    """The standalone service: taskstate's API and UI at `/`, started by its own lifespan."""
+    app = Taskstate(registry, settings, ui=True).app
+    app.servers = [{"url": "/", "description": "This server."}]
+    return app
+
+
+def build_app(
+    settings: Settings,
+    *,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    ui: bool,
+) -> FastAPI:
+    """The routes, error handlers and middleware of taskstate's API, and the UI if `ui`.
+
+    Its paths are relative to wherever it is served: at `/` (`create_app`) or mounted under
+    a prefix (`Taskstate`); the routes find the services in `request.app.state.services`,
+    which `Taskstate.running()` sets.
+    """
     app = FastAPI(
         title="taskstate",
         version=__version__,
@@ -226,7 +286,7 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
         if isinstance(route, APIRoute):
             assert route.operation_id, f"route {route.path} has no operation_id"
 
-    frontend = _frontend_dir()
+    frontend = _frontend_dir() if ui else None
     if frontend is not None:
         app.router.routes.append(
             FrontendMount("/", StaticFiles(directory=frontend, html=True), name="frontend")
@@ -235,6 +295,6 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
 
         @app.get("/", include_in_schema=False)
         async def root() -> RedirectResponse:
-            return RedirectResponse("/docs")
+            return RedirectResponse("docs")
 
     return app

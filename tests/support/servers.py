@@ -12,6 +12,7 @@ from typing import Any, Literal
 import httpx
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from taskstate.app import create_app
 from taskstate.config import Settings
@@ -130,28 +131,39 @@ async def live_server(
     """The real app on a real uvicorn (with `taskstate serve`'s header timeout), on a free
     loopback port, in this event loop."""
     app = create_app(settings, registry or make_registry())
+    async with serving(app, settings.header_timeout_seconds, http) as base_url:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            yield LiveServer(app, base_url, client)
+
+
+@asynccontextmanager
+async def serving(
+    app: ASGIApp,
+    header_timeout_seconds: float = 10,
+    http: Literal["auto", "httptools", "h11"] = "auto",
+) -> AsyncIterator[str]:
+    """Any ASGI application (with its lifespan) on a real uvicorn, on a free loopback port, in
+    this event loop, until the block ends: its base URL."""
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
         port=0,
         log_level="warning",
         lifespan="on",
-        http=header_timeout_protocol(settings.header_timeout_seconds, http),
+        http=header_timeout_protocol(header_timeout_seconds, http),
         ws_max_size=64 * 1024,
     )
     server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
+    running = asyncio.create_task(server.serve())
     try:
         async with asyncio.timeout(30):
             while not server.started:
-                if serving.done():
-                    serving.result()
+                if running.done():
+                    running.result()
                     raise RuntimeError("uvicorn exited before it started")
                 await asyncio.sleep(0.01)
         port = server.servers[0].sockets[0].getsockname()[1]
-        base_url = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-            yield LiveServer(app, base_url, client)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await asyncio.wait_for(serving, timeout=30)
+        await asyncio.wait_for(running, timeout=30)

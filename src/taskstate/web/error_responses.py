@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskstate.core.errors import PayloadTooLarge, ServiceUnavailable, TaskstateError
 from taskstate.core.nesting import MAX_JSON_DEPTH, text_depth, too_deep_message
+from taskstate.web.paths import route_path
 from taskstate.web.schemas import ErrorBody
 
 log = logging.getLogger(__name__)
@@ -147,7 +148,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.overrides.get(scope["path"], self.default)
+        limit = self.overrides.get(route_path(scope), self.default)
         content_type = b""
         for name, value in scope.get("headers", ()):
             if name == b"content-type":

@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI
@@ -36,7 +37,13 @@ from taskstate.runtime.supervisor import Supervisor
 from taskstate.web import admin, schedules, tasks
 from taskstate.web.auth import RevocationWatch
 from taskstate.web.deps import Services
-from taskstate.web.error_responses import BodyLimitMiddleware, error_responses, install_error_handlers
+from taskstate.web.error_responses import (
+    EVERY_OPERATION,
+    BodyLimitMiddleware,
+    error_responses,
+    install_error_handlers,
+    only_documented_errors,
+)
 from taskstate.web.events import EVENT_STREAM_DOC
 from taskstate.web.events import router as ws_router
 from taskstate.web.guard import BrowserGuardMiddleware, allowed_hosts
@@ -235,6 +242,13 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
     return app
 
 
+class TaskstateAPI(FastAPI):
+    """FastAPI, with an OpenAPI document that lists only the errors each operation answers."""
+
+    def openapi(self) -> dict[str, Any]:
+        return only_documented_errors(super().openapi())
+
+
 def build_app(
     settings: Settings,
     *,
@@ -247,15 +261,14 @@ def build_app(
     a prefix (`Taskstate`); the routes find the services in `request.app.state.services`,
     which `Taskstate.running()` sets.
     """
-    app = FastAPI(
+    app = TaskstateAPI(
         title="taskstate",
         version=__version__,
         summary="The single source of truth for the lifecycle of long-running jobs.",
         description=EVENT_STREAM_DOC,
         lifespan=lifespan,
-        # Any operation can fail unexpectedly, and any request can come from a host name or
-        # an origin that is not allowed (api/guard.py); those answers have the error shape too.
-        responses=error_responses(400, 403, 500),
+        # Any request can come from a host name or an origin that is not allowed (web/guard.py).
+        responses=error_responses(*EVERY_OPERATION),
     )
     install_error_handlers(app)
     # Inside the security headers, so that its refusals carry them too.

@@ -34,7 +34,7 @@ router = APIRouter()
 @router.post(
     "/api/v2/admin/reset",
     operation_id="reset",
-    responses=error_responses(401, 403, 415),
+    responses=error_responses(401, 415, 503),
     response_model=ResetResult,
     tags=["admin"],
 )
@@ -50,7 +50,7 @@ async def reset(services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
 @router.get(
     "/api/v2/workers",
     operation_id="list_workers",
-    responses=error_responses(401, 403),
+    responses=error_responses(401, 503),
     response_model=WorkerList,
     tags=["admin"],
 )
@@ -63,7 +63,7 @@ async def list_workers(services: ServicesDep, _admin: AdminDep) -> dict[str, Any
 @router.get(
     "/api/v2/questions",
     operation_id="list_questions",
-    responses=error_responses(401, 403),
+    responses=error_responses(401, 503),
     response_model=QuestionList,
     tags=["tasks"],
 )
@@ -75,7 +75,7 @@ async def list_questions(services: ServicesDep, principal: ViewerDep) -> dict[st
 @router.get(
     "/api/v2/tokens",
     operation_id="list_tokens",
-    responses=error_responses(401, 403),
+    responses=error_responses(401, 503),
     response_model=TokenList,
     tags=["admin"],
 )
@@ -89,7 +89,9 @@ async def list_tokens(services: ServicesDep, _admin: AdminDep) -> dict[str, Any]
     operation_id="create_token",
     status_code=201,
     response_model=TokenCreated,
-    responses=error_responses(401, 403, 409, 415, 422),
+    responses=error_responses(
+        401, 409, 413, 415, 422, 503, described={409: "A token of that name exists (`conflict`)."}
+    ),
     tags=["admin"],
 )
 async def create_token(body: TokenCreate, services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
@@ -102,7 +104,7 @@ async def create_token(body: TokenCreate, services: ServicesDep, _admin: AdminDe
     "/api/v2/tokens/{token_id}/revoke",
     operation_id="revoke_token",
     response_model=TokenPublic,
-    responses=error_responses(401, 403, 404, 415, 422),
+    responses=error_responses(401, 404, 415, 503),
     tags=["admin"],
 )
 async def revoke_token(token_id: str, services: ServicesDep, _admin: AdminDep) -> dict[str, Any]:
@@ -112,7 +114,14 @@ async def revoke_token(token_id: str, services: ServicesDep, _admin: AdminDep) -
 @router.get(
     "/api/v2/task-types",
     operation_id="list_task_types",
-    responses=error_responses(401, 403),
+    responses=error_responses(
+        401,
+        503,
+        described={
+            503: "With TASKSTATE_AUTH=tokens, the token is checked in the database: that cannot "
+            "be reached (`unavailable`); try again after `Retry-After` seconds."
+        },
+    ),
     response_model=TaskTypeList,
     tags=["tasks"],
 )
@@ -143,7 +152,7 @@ async def get_lifecycle() -> dict[str, Any]:
     response_class=PlainTextResponse,
     responses={
         200: {"content": {"text/plain": {}}, "description": "Prometheus text format."},
-        **error_responses(401, 403),
+        **error_responses(401, 503, beside_text=True),
     },
     tags=["health"],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -10,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,24 +40,69 @@ _DESCRIPTIONS = {
     404: "No such task (or other resource).",
     409: "The transition table does not allow it (`invalid_transition`, with `from` and `to`).",
     413: "The body or the params are over the limit (`payload_too_large`).",
-    415: "The body is not JSON: a body needs `Content-Type: application/json` (`unsupported_media_type`).",
+    415: "A body, or a `Content-Type`, that is not JSON (`unsupported_media_type`): refused on "
+    "every POST, PUT and PATCH, as an HTML form on another page could send it.",
     422: (
         "The request is not valid (`validation_error`, `unknown_task_type`). A JSON body that"
         f" nests arrays and objects deeper than {MAX_JSON_DEPTH} levels is refused as a"
         " `validation_error` before it is parsed."
     ),
-    500: "An unexpected error (`internal_error`); see the server log.",
-    503: "Not ready.",
+    503: "The database cannot be reached, or the connection to it was lost (`unavailable`): "
+    "nothing was done that the answer does not say; try again after `Retry-After` seconds.",
+}
+
+#: The errors any request can get, whatever its operation: the browser guard's (web/guard.py).
+#: No operation documents a 500: none answers one by design (an unexpected exception still
+#: gets the error shape, `internal_error`, and the server log has its traceback).
+EVERY_OPERATION = (400, 403)
+
+_RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}
 }
 
 
+_ERROR_BODY_JSON = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+
+
 def error_responses(
-    *statuses: int, described: Mapping[int, str] | None = None
+    *statuses: int, described: Mapping[int, str] | None = None, beside_text: bool = False
 ) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries for these error statuses, all with `ErrorBody`; `described`
-    overrides the usual description where a route's meaning is narrower."""
+    """OpenAPI `responses` entries for these error statuses, all with `ErrorBody` (a 503 with
+    its `Retry-After` header); `described` overrides the usual description where a route's
+    meaning is narrower. List only what the operation can answer to a request made as the
+    document says: 503 where it reads or writes the database (authenticating a token does).
+
+    `beside_text`: the route answers text; its errors are JSON all the same (FastAPI would
+    file a `model` under the route's media type)."""
     texts = {**_DESCRIPTIONS, **(described or {})}
-    return {s: {"model": ErrorBody, "description": texts.get(s, "Error.")} for s in statuses}
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        body: dict[str, Any] = {"content": _ERROR_BODY_JSON} if beside_text else {"model": ErrorBody}
+        responses[status] = {**body, "description": texts.get(status, "Error.")}
+        if status == 503:
+            responses[status]["headers"] = _RETRY_AFTER
+    return responses
+
+
+_IMPLICIT_422 = "#/components/schemas/HTTPValidationError"
+
+
+def only_documented_errors(document: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document without the 422 FastAPI adds to every operation that has a
+    parameter, with its own `HTTPValidationError` schema (which no answer of ours has): a path
+    parameter such as `task_id` fails no validation, and the operations that can answer a
+    422 list it themselves, as `ErrorBody`. In place, and idempotent."""
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            responses = operation.get("responses", {}) if isinstance(operation, dict) else {}
+            content = responses.get("422", {}).get("content", {}).get("application/json", {})
+            if content.get("schema", {}).get("$ref") == _IMPLICIT_422:
+                del responses["422"]
+    schemas = document.get("components", {}).get("schemas", {})
+    if _IMPLICIT_422.rsplit("/", 1)[1] in schemas and _IMPLICIT_422 not in json.dumps(document["paths"]):
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+    return document
 
 
 def _clean_errors(errors: Iterable[Any]) -> list[dict[str, Any]]:
@@ -111,12 +158,19 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(DBAPIError)
-    async def _database(_request: Request, exc: DBAPIError) -> JSONResponse:
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
         if not exc.connection_invalidated:
-            return await _unexpected(_request, exc)
+            return await _unexpected(request, exc)
         log.warning("the database connection was lost: %s", exc.orig)
-        body = ServiceUnavailable("the database connection was lost; try again").to_body()
-        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+        return _unavailable("the database connection was lost; try again")
+
+    # Connecting failed: refused, timed out, no route (an OSError), or no connection of the
+    # pool came free in time. The requests of a service whose only I/O is its database.
+    @app.exception_handler(OSError)
+    @app.exception_handler(PoolTimeout)
+    async def _unreachable(_request: Request, exc: Exception) -> JSONResponse:
+        log.warning("the database cannot be reached: %r", exc)
+        return _unavailable("the database cannot be reached; try again")
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
@@ -128,6 +182,10 @@ def install_error_handlers(app: FastAPI) -> None:
             },
             status_code=500,
         )
+
+
+def _unavailable(detail: str) -> JSONResponse:
+    return JSONResponse(ServiceUnavailable(detail).to_body(), status_code=503, headers={"Retry-After": "1"})
 
 
 class BodyLimitMiddleware:

@@ -32,7 +32,7 @@ async def _owned(services: ServicesDep, principal: Principal, schedule_id: str) 
     operation_id="create_schedule",
     status_code=status.HTTP_201_CREATED,
     response_model=Schedule,
-    responses=error_responses(401, 403, 413, 415, 422),
+    responses=error_responses(401, 413, 415, 422, 503),
 )
 async def create_schedule(
     body: ScheduleCreate, services: ServicesDep, principal: OperatorDep
@@ -46,7 +46,7 @@ async def create_schedule(
 
 
 @router.get(
-    "", operation_id="list_schedules", response_model=ScheduleList, responses=error_responses(401, 403)
+    "", operation_id="list_schedules", response_model=ScheduleList, responses=error_responses(401, 503)
 )
 async def list_schedules(services: ServicesDep, principal: ViewerDep) -> dict[str, Any]:
     return {"items": await schedules.list_all(services.store, principal.owner_filter)}
@@ -56,7 +56,7 @@ async def list_schedules(services: ServicesDep, principal: ViewerDep) -> dict[st
     "/{schedule_id}",
     operation_id="get_schedule",
     response_model=Schedule,
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(401, 404, 503),
 )
 async def get_schedule(schedule_id: str, services: ServicesDep, principal: ViewerDep) -> dict[str, Any]:
     return schedules.payload(await _owned(services, principal, schedule_id))
@@ -66,7 +66,7 @@ async def get_schedule(schedule_id: str, services: ServicesDep, principal: Viewe
     "/{schedule_id}",
     operation_id="update_schedule",
     response_model=Schedule,
-    responses=error_responses(401, 403, 404, 413, 415, 422),
+    responses=error_responses(401, 404, 413, 415, 422, 503),
 )
 async def update_schedule(
     schedule_id: str, body: ScheduleUpdate, services: ServicesDep, principal: OperatorDep
@@ -87,7 +87,7 @@ async def update_schedule(
     "/{schedule_id}",
     operation_id="delete_schedule",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(401, 404, 503),
 )
 async def delete_schedule(schedule_id: str, services: ServicesDep, principal: OperatorDep) -> Response:
     row = await _owned(services, principal, schedule_id)
@@ -99,7 +99,7 @@ async def delete_schedule(schedule_id: str, services: ServicesDep, principal: Op
     "/{schedule_id}/pause",
     operation_id="pause_schedule",
     response_model=Schedule,
-    responses=error_responses(401, 403, 404, 415, 422),
+    responses=error_responses(401, 404, 415, 503),
 )
 async def pause_schedule(schedule_id: str, services: ServicesDep, principal: OperatorDep) -> dict[str, Any]:
     row = await _owned(services, principal, schedule_id)
@@ -110,7 +110,7 @@ async def pause_schedule(schedule_id: str, services: ServicesDep, principal: Ope
     "/{schedule_id}/resume",
     operation_id="resume_schedule",
     response_model=Schedule,
-    responses=error_responses(401, 403, 404, 415, 422),
+    responses=error_responses(401, 404, 415, 503),
 )
 async def resume_schedule(schedule_id: str, services: ServicesDep, principal: OperatorDep) -> dict[str, Any]:
     """Resume firing: the next run is the next time due from now (missed ones are not made up)."""

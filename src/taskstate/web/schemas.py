@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 from pydantic.types import Strict
 
 from taskstate.core.states import Call, State
@@ -24,6 +24,24 @@ ShortText = Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)]
 Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)]
 #: A task id in a request (checked as a UUID where it is used).
 TaskRef = Annotated[str, Strict(), StringConstraints(max_length=64)]
+
+#: Any JSON value (a job's result, a question's context or answer, a service's info),
+#: documented as the union it is: generated clients type it instead of leaving it untyped.
+JsonValue = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "object", "additionalProperties": True},
+                {"type": "array", "items": {}},
+                {"type": "string"},
+                {"type": "number"},
+                {"type": "boolean"},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
 
 MAX_BATCH = 500
 MAX_PAGE = 500
@@ -82,7 +100,7 @@ class PendingQuestion(BaseModel):
     id: str
     question: str
     choices: list[str] | None = None
-    context: Any = None
+    context: JsonValue = None
     asked_at: datetime
     timeout_at: datetime | None = None
 
@@ -94,7 +112,7 @@ class QuestionPublic(PendingQuestion):
     task_name: str
     task_type: str
     status: Literal["pending", "answered", "expired"]
-    answer: Any = None
+    answer: JsonValue = None
     answered_at: datetime | None = None
 
 
@@ -105,7 +123,9 @@ class QuestionList(BaseModel):
 class AnswerRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    answer: Any = Field(description="One of the question's `choices`, if it has any; else any JSON value.")
+    answer: JsonValue = Field(
+        description="One of the question's `choices`, if it has any; else any JSON value."
+    )
 
 
 class LogLine(BaseModel):
@@ -134,7 +154,7 @@ class TaskPublic(BaseModel):
     items_processed: int
     items_failed: int
     params: dict[str, Any]
-    result: Any
+    result: JsonValue = Field(description="What the job returned: any JSON value.")
     error: str | None
     error_type: str | None
     reason: str | None = Field(description="The reason recorded with the latest transition.")
@@ -170,7 +190,7 @@ class TaskPublic(BaseModel):
     waiting_for_input: bool
     retry_of: str | None
     endpoint: str | None = Field(description="Where a serving service job can be reached.")
-    service_info: Any = Field(description="What a service job said about itself when it came up.")
+    service_info: JsonValue = Field(description="What a service job said about itself when it came up.")
     log_lines: int = Field(description="How many log lines the task has written (seq of the last).")
     execution_summary: dict[str, Any] | None = Field(
         description="Run report: duration, attempts, items processed and failed."
@@ -423,4 +443,4 @@ class ErrorBody(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     error: str
-    detail: Any
+    detail: str

@@ -125,7 +125,7 @@ def new_task(
             "model": TaskPublic,
             "description": "The task first created with this idempotency key.",
         },
-        **error_responses(401, 403, 413, 415, 422),
+        **error_responses(401, 413, 415, 422, 503),
         **IDEMPOTENCY_CONFLICT,
     },
 )
@@ -147,7 +147,7 @@ async def create_task(
     operation_id="create_tasks_batch",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskList,
-    responses={**error_responses(401, 403, 413, 415, 422), **IDEMPOTENCY_CONFLICT},
+    responses={**error_responses(401, 413, 415, 422, 503), **IDEMPOTENCY_CONFLICT},
 )
 async def create_tasks_batch(
     body: TaskBatchCreate, services: ServicesDep, principal: OperatorDep
@@ -204,7 +204,7 @@ def _at_index(exc: TaskstateError, index: int) -> TaskstateError:
     "",
     operation_id="list_tasks",
     response_model=TaskPage,
-    responses=error_responses(401, 403, 422),
+    responses=error_responses(401, 422, 503),
 )
 async def list_tasks(
     services: ServicesDep,
@@ -249,7 +249,7 @@ async def list_tasks(
     "/active",
     operation_id="list_active_tasks",
     response_model=ActiveTaskList,
-    responses=error_responses(401, 403),
+    responses=error_responses(401, 503),
 )
 async def list_active_tasks(services: ServicesDep, principal: ViewerDep) -> dict[str, Any]:
     """Every task not in a terminal state, oldest first: what the UI restores on page load.
@@ -266,7 +266,7 @@ async def list_active_tasks(services: ServicesDep, principal: ViewerDep) -> dict
     "/cleanup",
     operation_id="cleanup_tasks",
     response_model=CleanupResult,
-    responses=error_responses(401, 403, 415, 422),
+    responses=error_responses(401, 413, 415, 422, 503),
 )
 async def cleanup_tasks(
     services: ServicesDep, _admin: AdminDep, body: Annotated[CleanupRequest | None, Body()] = None
@@ -283,7 +283,7 @@ async def cleanup_tasks(
     "/{task_id}",
     operation_id="get_task",
     response_model=TaskDetail,
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(401, 404, 503),
 )
 async def get_task(task_id: str, services: ServicesDep, principal: ViewerDep) -> dict[str, Any]:
     """The task, with the traceback of a failed job (which lists and events leave out)."""
@@ -294,7 +294,7 @@ async def get_task(task_id: str, services: ServicesDep, principal: ViewerDep) ->
     "/{task_id}/transitions",
     operation_id="list_task_transitions",
     response_model=TransitionList,
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(401, 404, 503),
 )
 async def list_task_transitions(task_id: str, services: ServicesDep, principal: ViewerDep) -> dict[str, Any]:
     """The task's transition rows, oldest first."""
@@ -306,7 +306,7 @@ async def list_task_transitions(task_id: str, services: ServicesDep, principal: 
     "/{task_id}/cancel",
     operation_id="cancel_task",
     response_model=TaskPublic,
-    responses=error_responses(401, 403, 404, 409, 415, 422),
+    responses=error_responses(401, 404, 409, 415, 503),
 )
 async def cancel_task(task_id: str, services: ServicesDep, principal: OperatorDep) -> dict[str, Any]:
     """Cancel a non-terminal task at once; its job is told, and stopped hard after the grace period.
@@ -342,7 +342,7 @@ async def _call(services: ServicesDep, principal: Principal, task_id: str, call:
     "/{task_id}/stop",
     operation_id="stop_task",
     response_model=TaskPublic,
-    responses=error_responses(401, 403, 404, 409, 415, 422),
+    responses=error_responses(401, 404, 409, 415, 503),
 )
 async def stop_task(task_id: str, services: ServicesDep, principal: OperatorDep) -> dict[str, Any]:
     """Ask a `serving` service job to shut down: `stopping`, then `completed` once it has.
@@ -356,7 +356,20 @@ async def stop_task(task_id: str, services: ServicesDep, principal: OperatorDep)
     "/{task_id}/questions/{question_id}/answer",
     operation_id="answer_question",
     response_model=TaskPublic,
-    responses=error_responses(401, 403, 404, 409, 415, 422),
+    responses=error_responses(
+        401,
+        404,
+        409,
+        413,
+        415,
+        422,
+        503,
+        described={
+            409: "The question was answered or expired already (`already_answered`), or the task "
+            "has ended (`task_finished`).",
+            413: "The answer is over TASKSTATE_MAX_PARAMS_BYTES (`payload_too_large`).",
+        },
+    ),
 )
 async def answer_question(
     task_id: str, question_id: str, body: AnswerRequest, services: ServicesDep, principal: OperatorDep
@@ -381,7 +394,7 @@ async def answer_question(
     "/{task_id}/logs",
     operation_id="list_task_logs",
     response_model=LogPage,
-    responses=error_responses(401, 403, 404, 422),
+    responses=error_responses(401, 404, 422, 503),
 )
 async def list_task_logs(
     task_id: str,
@@ -401,7 +414,19 @@ async def list_task_logs(
     operation_id="retry_task",
     status_code=status.HTTP_201_CREATED,
     response_model=TaskPublic,
-    responses=error_responses(401, 403, 404, 409, 415, 422),
+    responses=error_responses(
+        401,
+        404,
+        409,
+        415,
+        422,
+        503,
+        described={
+            409: "Only a failed or cancelled task can be retried (`invalid_transition`).",
+            422: "The task's type is no longer registered, or its params no longer fit the "
+            "type's schema (`validation_error`).",
+        },
+    ),
 )
 async def retry_task(task_id: str, services: ServicesDep, principal: OperatorDep) -> dict[str, Any]:
     """A new task with the same type and params as a failed or cancelled one (`retry_of` links them)."""

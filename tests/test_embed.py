@@ -5,13 +5,18 @@ The module is taken from the section's Python block and imported as it stands; t
 the user's jobs through the prefixed API and follows them over the prefixed WebSocket,
 checks that the user's route still answers and that nothing of taskstate answers outside the
 prefix, then ends the user's lifespan and checks that the supervisor stopped cleanly and
-that the next start resumes the job it handed back.
+that the next start resumes the job it handed back. Another test runs the section's shell
+block: its uvicorn command in a directory holding myapp.py, and the task its curl posts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +27,10 @@ import httpx
 import pytest
 import websockets
 
-from tests.support.api import get_transitions
-from tests.support.embedded import imported_readme_app
+from taskstate.client import AsyncClient
+from tests.support.api import create_task, get_transitions
+from tests.support.embedded import imported_readme_app, readme_app, readme_commands
+from tests.support.processes import free_port, wait_ready
 from tests.support.servers import serving
 from tests.support.waits import wait_for_task
 
@@ -84,6 +91,12 @@ async def test_the_readme_app_runs_its_jobs_under_its_prefix(myapp: ModuleType) 
         tasks = [(await http.get(f"/jobs/api/v2/tasks/{t}")).json() for t in ids]
         assert max(t["started_at"] for t in tasks) < min(t["finished_at"] for t in tasks)
 
+        # The Python client, given the prefix, submits and waits (over the prefixed socket).
+        async with AsyncClient(f"{base_url}/jobs") as client:
+            submitted = await client.submit("report", {"customer": "py", "pages": 2})
+            done = await client.wait(submitted["id"], timeout=20)
+        assert (done["state"], done["result"]) == ("completed", {"customer": "py", "pages": 2})
+
         # taskstate's error shape under the prefix ...
         missing = await http.get(f"/jobs/api/v2/tasks/{uuid.uuid4()}")
         assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
@@ -143,3 +156,40 @@ async def test_the_readme_app_runs_its_jobs_under_its_prefix(myapp: ModuleType) 
         rows = await get_transitions(f"{base_url}/jobs", long_id)
         moves = [(t["from_state"], t["to_state"]) for t in rows]
         assert ("running", "orphaned") in moves and ("orphaned", "queued") in moves, moves
+
+
+async def test_the_readme_command_serves_the_app(tmp_path: Path) -> None:
+    """README's uvicorn command, run in a directory holding myapp.py, and its curl's task."""
+    words, body = readme_commands()
+    assignments = [w for w in words if re.fullmatch(r"[A-Z_]+=.*", w)]
+    program, *args = words[len(assignments) :]
+    assert [a.split("=")[0] for a in assignments] == ["DATABASE_URL"] and program.endswith("bin/uvicorn")
+    (tmp_path / "myapp.py").write_text(readme_app())
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKSTATE_", "DATABASE_URL"))}
+    env |= dict(a.split("=", 1) for a in assignments)
+    log_path = tmp_path / "uvicorn.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "uvicorn"), *args, "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        await wait_ready(process, f"{base_url}/jobs", 30, log_path.read_text)
+        task = await create_task(f"{base_url}/jobs", **body)  # type: ignore[arg-type]
+        done = await wait_for_task(f"{base_url}/jobs", task["id"], within=20)
+        assert (done["state"], done["result"]) == ("completed", {"customer": "acme", "pages": 3})
+        assert (tmp_path / "jobs.db").is_file()  # where README's DATABASE_URL says
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    # uvicorn re-raises the SIGTERM once it has shut down: the lifespan's end is in its log.
+    assert "Application shutdown complete." in log_path.read_text(), log_path.read_text()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
+import shlex
 import sys
 import uuid
 from collections.abc import Iterator, Mapping
@@ -24,14 +26,29 @@ SHORT_INTERVALS = {
 }
 
 
-def readme_app() -> str:
-    """The section's `# myapp.py` block."""
+def embedding_section() -> str:
     text = README.read_text()
     section = re.search(r"^## Embedding in your FastAPI app\n(.*?)(?=^## )", text, re.S | re.M)
     assert section, "README has no 'Embedding in your FastAPI app' section"
-    block = re.search(r"```python\n(# myapp\.py\n.*?)```", section.group(1), re.S)
+    return section.group(1)
+
+
+def readme_app() -> str:
+    """The section's `# myapp.py` block."""
+    block = re.search(r"```python\n(# myapp\.py\n.*?)```", embedding_section(), re.S)
     assert block, "README's embedding section has no myapp.py example"
     return block.group(1)
+
+
+def readme_commands() -> tuple[list[str], dict[str, object]]:
+    """The section's shell block: the command that serves the app (as words) and the body
+    its `curl` posts."""
+    block = re.search(r"```sh\n(.*?)```", embedding_section(), re.S)
+    assert block, "README's embedding section has no shell block"
+    serve = next(line for line in block.group(1).splitlines() if "uvicorn myapp:app" in line)
+    body = re.search(r"-d '(\{.*?\})'", block.group(1))
+    assert body, "README's embedding section posts no task"
+    return shlex.split(serve, comments=True), json.loads(body.group(1))
 
 
 @contextmanager

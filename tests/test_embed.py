@@ -109,6 +109,11 @@ async def test_the_readme_app_runs_its_jobs_under_its_prefix(myapp: ModuleType) 
         with pytest.raises(websockets.InvalidStatus):
             async with websockets.connect(base_url.replace("http://", "ws://") + "/api/v2/events"):
                 pass
+        # taskstate's browser guard guards its own routes only (README: TASKSTATE_ALLOWED_HOSTS).
+        other_host = {"host": "app.example.org"}
+        guarded = await http.get("/jobs/api/v2/task-types", headers=other_host)
+        assert (guarded.status_code, guarded.json()["error"]) == (400, "host_not_allowed")
+        assert (await http.get("/hello", headers=other_host)).json() == {"hello": "world"}
         # The user's OpenAPI document is the user's; taskstate's is under the prefix, saying so.
         own = (await http.get("/openapi.json")).json()
         assert set(own["paths"]) == {"/hello"}

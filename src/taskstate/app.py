@@ -162,6 +162,8 @@ class Taskstate:
         self.registry = registry if registry is not None else build_registry(self.settings)
         self.metrics = Metrics()
         self.worker_id = self.settings.worker_id or new_worker_id()
+        # Every log line names the instance, the server's own start-up lines included.
+        logconfig.worker_id = self.worker_id
         self._services: Services | None = None
         self.app = build_app(self.settings, lifespan=self._lifespan, ui=ui)
 

@@ -47,7 +47,7 @@ from taskstate.web.error_responses import (
 from taskstate.web.events import EVENT_STREAM_DOC
 from taskstate.web.events import router as ws_router
 from taskstate.web.guard import BrowserGuardMiddleware, allowed_hosts
-from taskstate.web.metrics import Metrics
+from taskstate.web.metrics import HttpMetricsMiddleware, Metrics
 from taskstate.web.paths import route_path
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class Taskstate:
         # Every log line names the instance, the server's own start-up lines included.
         logconfig.worker_id = self.worker_id
         self._services: Services | None = None
-        self.app = build_app(self.settings, lifespan=self._lifespan, ui=ui)
+        self.app = build_app(self.settings, lifespan=self._lifespan, ui=ui, metrics=self.metrics)
 
     @property
     def services(self) -> Services:
@@ -256,6 +256,7 @@ def build_app(
     *,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
     ui: bool,
+    metrics: Metrics,
 ) -> FastAPI:
     """The routes, error handlers and middleware of taskstate's API, and the UI if `ui`.
 
@@ -293,6 +294,8 @@ def build_app(
         default=settings.max_body_bytes,
         overrides={"/api/v2/tasks/batch": settings.max_batch_body_bytes},
     )
+    # Outermost: it times every answer, refusals by the guards included.
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     app.include_router(tasks.router)
     app.include_router(admin.router)
     app.include_router(schedules.router)

@@ -159,10 +159,14 @@ async def get_lifecycle() -> dict[str, Any]:
 async def metrics(services: ServicesDep, _viewer: ViewerDep) -> PlainTextResponse:
     """Prometheus metrics, prefixed `taskstate_`."""
     assert services.metrics is not None
+    settings = services.settings
     await services.metrics.refresh(
-        services.store.db.reader,
+        services.store.db,
         subscribers=services.store.bus.subscriber_count,
         running_jobs=len(services.supervisor.running),
+        job_slots=settings.max_concurrent_tasks if settings.run_supervisor else 0,
+        default_timeout=settings.task_timeout_seconds,
+        orphan_after=settings.orphan_after_seconds,
     )
     return PlainTextResponse(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 

@@ -2,23 +2,36 @@
 
 Counters and histograms are fed as things happen on this instance (so that
 sums across instances are right); gauges of the database's contents (tasks
-by state, queue depth and age) are read at scrape time. Each app has its
-own registry, so that several apps in one process do not collide.
+by state, queue depth and age, stuck tasks, workers) are read at scrape time
+with a few bounded queries, so every instance reports the same values for
+them. Each app has its own registry, so that several apps in one process do
+not collide.
+
+The `_created` series prometheus_client adds beside each counter and
+histogram (the time each series was first seen) are turned off: nothing
+reads them, and they doubled the exposition's size.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+import time
+from datetime import datetime, timedelta
 
+import prometheus_client
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskstate.core.db import tasks, utcnow
+from taskstate.core.db import Database, tasks, utcnow, workers
 from taskstate.core.states import State, is_terminal
+from taskstate.core.sweep import count_stuck
 from taskstate.core.writer import TransitionRecord
 
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
@@ -43,6 +56,28 @@ class Metrics:
         self.queue_depth = Gauge("taskstate_queue_depth", "Queued tasks that are due.", registry=r)
         self.queue_oldest = Gauge(
             "taskstate_queue_oldest_age_seconds", "Age of the oldest due queued task.", registry=r
+        )
+        self.stuck = Gauge(
+            "taskstate_stuck_tasks",
+            "Tasks in preparing, running or collecting with no sign of life for longer than their timeout.",
+            registry=r,
+        )
+        self.workers = Gauge(
+            "taskstate_workers",
+            "Instances known to the database, by state: running (heartbeat fresh), lost (heartbeat "
+            "older than the orphan timeout), stopped (shut down cleanly).",
+            ["state"],
+            registry=r,
+        )
+        self.job_slots = Gauge(
+            "taskstate_job_slots", "Jobs this instance may run at once (MAX_CONCURRENT_TASKS).", registry=r
+        )
+        self.http_latency = Histogram(
+            "taskstate_http_request_duration_seconds",
+            "HTTP requests answered by this instance, by route template, method and status.",
+            ["method", "route", "status"],
+            buckets=HTTP_BUCKETS,
+            registry=r,
         )
         self.subscribers = Gauge(
             "taskstate_websocket_subscribers", "Open WebSocket subscriptions.", registry=r
@@ -81,11 +116,20 @@ class Metrics:
         self.db_latency.observe(seconds)
         self.batch_size.observe(ops)
 
-    async def refresh(self, reader: Any, *, subscribers: int, running_jobs: int) -> None:
+    async def refresh(
+        self,
+        db: Database,
+        *,
+        subscribers: int,
+        running_jobs: int,
+        job_slots: int,
+        default_timeout: float,
+        orphan_after: float,
+    ) -> None:
         """Read the gauges that describe the database."""
         now = utcnow()
-        async with reader.connect() as conn:
-            counts = dict(
+        async with db.reader.connect() as conn:
+            counts: dict[str, int] = dict(
                 (await conn.execute(sa.select(tasks.c.state, sa.func.count()).group_by(tasks.c.state))).all()
             )
             depth, oldest = (
@@ -95,6 +139,21 @@ class Metrics:
                     )
                 )
             ).one()
+            # A row per instance, forgotten a day after it was lost: a small table.
+            beats = (
+                await conn.execute(sa.select(workers.c.state, workers.c.heartbeat_at).limit(10_000))
+            ).all()
+        stuck = await count_stuck(db, default_timeout)
+        by_state = {"running": 0, "lost": 0, "stopped": 0}
+        stale = now - timedelta(seconds=orphan_after)
+        for state, beat in beats:
+            if state == "running" and beat < stale:
+                state = "lost"
+            by_state[state] = by_state.get(state, 0) + 1
+        for name, count in by_state.items():
+            self.workers.labels(name).set(count)
+        self.stuck.set(stuck)
+        self.job_slots.set(job_slots)
         for state in State:
             self.tasks.labels(state.value).set(counts.get(state.value, 0))
         self.queue_depth.set(depth)
@@ -104,6 +163,46 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class HttpMetricsMiddleware:
+    """Times each HTTP request, labelled by its route's template (`/api/v2/tasks/{task_id}`),
+    never its path, so that the series stay few whatever the ids; a path no route matched
+    is `unmatched`. WebSockets are not requests: they are counted by subscribers."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            self.metrics.http_latency.labels(scope["method"], route_template(scope), str(status)).observe(
+                time.perf_counter() - started
+            )
+
+
+def route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    if route is None:
+        return "unmatched"
+    path = str(getattr(route, "path", ""))
+    if isinstance(route, Mount):
+        return path + "/{path}"
+    return path or "unmatched"
 
 
 def _age(oldest: datetime | None, now: datetime) -> float:

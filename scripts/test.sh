@@ -26,6 +26,12 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$(id -u)" =
     || echo "chromium could not be installed: the e2e tests will be skipped"
 fi
 
+if ! command -v promtool >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "installing promtool (Debian's prometheus package), to check docs/prometheus-alerts.yml"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    prometheus >/dev/null) || echo "promtool could not be installed: its check of the alert rules is skipped"
+fi
+
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy --strict"

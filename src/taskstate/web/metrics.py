@@ -89,6 +89,8 @@ class Metrics:
             ["to_state"],
             registry=r,
         )
+        for to_state in (State.ORPHANED, State.QUEUED, State.FAILED):  # at 0 from the start, for rate()
+            self.sweeper.labels(to_state.value)
         self.db_latency = Histogram(
             "taskstate_db_transaction_seconds",
             "Duration of the writer's transactions (a batch of writes, commit included).",

@@ -18,6 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from fastapi.telemetry import TelemetryConfig
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -142,6 +143,21 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+def telemetry(settings: Settings) -> TelemetryConfig:
+    """FastAPI's own OpenTelemetry instrumentation, on with TASKSTATE_TRACING=1 only.
+
+    FastAPI makes a server span per request (named by its route, continuing the caller's
+    `traceparent`) once a tracer provider exists, and, with `auto_configure`, sets one up
+    exporting by OTLP from the `OTEL_EXPORTER_OTLP_*` variables: taskstate adds no code of
+    its own for either. Off, it is told to make nothing, even when the process has a
+    provider. Its OpenTelemetry metrics and logs stay off: /metrics and the JSON log lines
+    have them. The spans of its internal steps (dependencies, serialization) are left out:
+    one span per request.
+    """
+    on = settings.tracing
+    return {"tracing": on, "metrics": False, "logs": False, "operation_spans": False, "auto_configure": on}
+
+
 class Taskstate:
     """taskstate as a part of an application: its API (REST and the event stream) and, if
     asked, its UI as `app`, and its services (database, store, bus, supervisor) as `running()`.
@@ -209,6 +225,10 @@ class Taskstate:
         self.app.state.services = services
         if settings.auth == "tokens":
             revocations.start()
+        if settings.tracing:
+            from taskstate import tracing  # only when on
+
+            tracing.warn_without_provider()
         if settings.run_supervisor:
             await supervisor.start()
         retention = asyncio.create_task(_retention_loop(services))
@@ -270,6 +290,7 @@ def build_app(
         summary="The single source of truth for the lifecycle of long-running jobs.",
         description=EVENT_STREAM_DOC,
         lifespan=lifespan,
+        telemetry=telemetry(settings),
         # Any request can come from a host name or an origin that is not allowed (web/guard.py).
         responses=error_responses(*EVERY_OPERATION),
     )

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
         description="Comma-separated host names to answer, `*` for any; empty: localhost and the bind host "
         "(on 0.0.0.0 or ::, this machine's names). IP addresses are always answered.",
     )
+    # OpenTelemetry spans of requests and job runs (the `tracing` extra); see taskstate/tracing.py.
+    tracing: bool = Field(False, validation_alias=_env("TASKSTATE_TRACING"))
     run_supervisor: bool = Field(True, validation_alias=_env("TASKSTATE_RUN_SUPERVISOR"))
     # uvicorn has no limit of its own on the time a client takes to send a request's headers.
     header_timeout_seconds: float = Field(

@@ -114,6 +114,8 @@ class RunningJob:
         self.stop_reason: str | None = None
         self.hard_stop: asyncio.TimerHandle | None = None
         self.serving = False
+        #: The error this job failed its task with, if it did (for its span).
+        self.failure: tuple[str, str] | None = None
         #: The state this job last put its task in (a hint for the store's fast path):
         #: `running` when the claim started it at once (no `prepare` hook).
         self.state = State(row.get("state") or State.PREPARING)
@@ -163,6 +165,33 @@ class RunningJob:
     # -- the lifecycle ---------------------------------------------------------------------
 
     async def run(self) -> None:
+        if not self.env.settings.tracing:
+            await self._run()
+            return
+        from taskstate.tracing import job_span  # only when on: no OpenTelemetry import otherwise
+
+        with job_span(self.task_id, self.row["type"], self.row["attempt"], self.env.worker_id) as span:
+            try:
+                await self._run()
+            finally:
+                span.ended(*await asyncio.shield(self._outcome()))
+
+    async def _outcome(self) -> tuple[str, str | None, str | None]:
+        """How this run ended, for its span: the state it left its task in, or, where the
+        task was ended by someone else (cancelled, reset, failed by the sweeper), the
+        task's state now; with the error of a failure."""
+        state = self.state.value
+        error_type, error = self.failure or (None, None)
+        if self.stop_reason == "lost":
+            return "lost", None, None
+        if not is_terminal(self.state) and self.state is not State.QUEUED:
+            row = await self.env.store.reads.get_task_row(self.task_id)
+            state = row["state"] if row is not None else "deleted"
+            if row is not None and error_type is None:
+                error_type, error = row.get("error_type"), row.get("error")
+        return (state, error_type, error) if state == State.FAILED.value else (state, None, None)
+
+    async def _run(self) -> None:
         current_context.set(self.ctx)
         restoring = bool(self.row.get("restoring"))
         try:
@@ -310,6 +339,7 @@ class RunningJob:
         traceback: str | None = None,
     ) -> None:
         """Fail the task; `traceback` (bounded) is written in the same transition as `error`."""
+        self.failure = (error_type, error)
         fields = {
             "error": error,
             "error_type": error_type,

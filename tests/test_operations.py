@@ -24,6 +24,7 @@ from tests.support.servers import LiveServer, live_server, make_settings
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 ALERTS = DOCS / "prometheus-alerts.yml"
 DASHBOARD = DOCS / "grafana-dashboard.json"
+ALERTS_TEST = Path(__file__).resolve().parent / "prometheus" / "alerts_test.yml"
 #: Series Prometheus makes itself, per scrape target: never in an exposition.
 PROMETHEUS_OWN = {"up"}
 #: Labels Prometheus attaches to every series it scrapes.
@@ -128,13 +129,25 @@ def test_alert_rules_are_well_formed() -> None:
     assert "up{" in by_name["TaskstateInstanceDown"]["expr"]
 
 
-def test_promtool_accepts_the_alert_rules() -> None:
+def test_promtool_accepts_the_alert_rules_and_each_fires_when_it_should() -> None:
+    """`promtool check rules`, then `promtool test rules` on tests/prometheus/alerts_test.yml:
+    every alert fires on the series it is meant for (its annotations rendered), and only once
+    its `for:` has passed (each case also asks for no alert just before)."""
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool is not installed (Debian's `prometheus` package has it)")
     checked = subprocess.run([promtool, "check", "rules", str(ALERTS)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"SUCCESS: {len(alert_rules())} rules found" in checked.stdout
+    tested = subprocess.run([promtool, "test", "rules", str(ALERTS_TEST)], capture_output=True, text=True)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "SUCCESS" in tested.stdout
+
+
+def test_the_rules_tests_cover_every_alert() -> None:
+    cases = yaml.safe_load(ALERTS_TEST.read_text())["tests"]
+    fired = {t["alertname"] for case in cases for t in case["alert_rule_test"] if t["exp_alerts"]}
+    assert fired == {rule["alert"] for rule in alert_rules()}
 
 
 def test_the_dashboard_is_a_grafana_dashboard_with_the_panels_operators_need() -> None:

@@ -281,3 +281,21 @@ def test_the_sdk_and_our_tracing_are_imported_only_when_tracing_is_on(
         assert not any(m.startswith("opentelemetry.sdk") for m in modules)
     else:
         assert ours <= modules
+
+
+async def test_a_run_handed_back_at_shutdown_ends_its_span_as_queued(
+    database_url: str, exported: InMemorySpanExporter
+) -> None:
+    settings = make_settings(database_url, tracing=True, shutdown_grace_seconds=0.2)
+    async with live_server(settings) as server:
+        task = await server.create("test.gate", params={"gate": "never"})
+        await server.wait_for(task["id"], "running")
+    async with live_server(make_settings(database_url, run_supervisor=False)) as again:
+        assert (await again.get(task["id"]))["state"] == "queued"
+    [span] = [
+        s
+        for s in exported.get_finished_spans()
+        if s.kind is SpanKind.CONSUMER and dict(s.attributes or {})["taskstate.task.id"] == task["id"]
+    ]
+    assert dict(span.attributes or {})["taskstate.task.outcome"] == "queued"
+    assert span.status.status_code is StatusCode.UNSET

@@ -144,6 +144,26 @@ def test_promtool_accepts_the_alert_rules_and_each_fires_when_it_should() -> Non
     assert "SUCCESS" in tested.stdout
 
 
+def test_promtool_parses_every_query_of_the_dashboard(tmp_path: Path) -> None:
+    """Each panel's PromQL, Grafana's variables given values, as a recording rule that
+    `promtool check rules` parses: a typo in a query fails here, not in front of a user."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian's `prometheus` package has it)")
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    variables = {"$__rate_interval": "1m", "$instance": ".*"}
+    rules = [
+        {"record": f"dashboard:query_{n}", "expr": re.sub(r"\$\w+", lambda m: variables[m.group(0)], e)}
+        for n, e in enumerate(exprs)
+    ]
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    checked = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(exprs)} rules found" in checked.stdout
+
+
 def test_the_rules_tests_cover_every_alert() -> None:
     cases = yaml.safe_load(ALERTS_TEST.read_text())["tests"]
     fired = {t["alertname"] for case in cases for t in case["alert_rule_test"] if t["exp_alerts"]}

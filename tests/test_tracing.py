@@ -35,17 +35,32 @@ ROOT = Path(__file__).resolve().parent.parent
 _EXPORTER = InMemorySpanExporter()
 
 
+class _WhileRecording(SimpleSpanProcessor):
+    """Keeps spans only while a test of this module asks for them: the provider outlives
+    the test (it is the process's), and other tests' apps may use it."""
+
+    recording = threading.Event()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.recording.is_set():
+            super().on_end(span)
+
+
 @pytest.fixture
 def exported() -> Iterator[InMemorySpanExporter]:
     """The spans this process's tracer provider ends, kept in memory. The provider is set
     once per process, as OpenTelemetry allows; taskstate (and FastAPI) then use it."""
     if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+        provider.add_span_processor(_WhileRecording(_EXPORTER))
         trace.set_tracer_provider(provider)
     _EXPORTER.clear()
-    yield _EXPORTER
-    _EXPORTER.clear()
+    _WhileRecording.recording.set()
+    try:
+        yield _EXPORTER
+    finally:
+        _WhileRecording.recording.clear()
+        _EXPORTER.clear()
 
 
 async def run_mixed_tasks(server: LiveServer, traceparent: str | None = None) -> list[dict[str, Any]]:

@@ -168,7 +168,7 @@ class RunningJob:
         if not self.env.settings.tracing:
             await self._run()
             return
-        from taskstate.tracing import job_span  # only when on: no OpenTelemetry import otherwise
+        from taskstate.tracing import job_span  # only when on: nothing of it is loaded otherwise
 
         with job_span(self.task_id, self.row["type"], self.row["attempt"], self.env.worker_id) as span:
             try:

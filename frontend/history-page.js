@@ -168,10 +168,12 @@ export class HistoryPage extends HTMLElement {
       this.#nextCursor = result.next_cursor ?? null;
       const first = (page - 1) * PAGE_SIZE + 1;
       const total = result.total ?? items.length;
+      // Above 10,000 matches PostgreSQL's total is the planner's estimate: say so.
+      const about = result.total_is_estimate ? 'about ' : '';
       setText(this.#summary, items.length
-        ? `Showing ${first.toLocaleString()}–${(first + items.length - 1).toLocaleString()} of ${total.toLocaleString()} tasks`
-        : `${total.toLocaleString()} tasks`);
-      setText(this.#pageLabel, `Page ${page} of ${Math.max(1, Math.ceil(total / PAGE_SIZE)).toLocaleString()}`);
+        ? `Showing ${first.toLocaleString()}–${(first + items.length - 1).toLocaleString()} of ${about}${total.toLocaleString()} tasks`
+        : `${about}${total.toLocaleString()} tasks`);
+      setText(this.#pageLabel, `Page ${page} of ${about}${Math.max(1, Math.ceil(total / PAGE_SIZE)).toLocaleString()}`);
       this.#prev.disabled = page <= 1;
       // Opened from a link, this tab does not know the newer page: offer the newest instead.
       setText(this.#prev, page > 1 && !this.#previous.newerThan(this.#hash()) ? '⇤ Newest' : '← Newer');

@@ -32,7 +32,7 @@ from taskstate.runtime.context import JobLogHandler
 from taskstate.runtime.registry import JobRegistry
 from taskstate.runtime.runner import new_worker_id
 from taskstate.runtime.supervisor import Supervisor
-from taskstate.web import admin, schedules, tasks
+from taskstate.web import admin, insights, schedules, tasks
 from taskstate.web.auth import RevocationWatch
 from taskstate.web.deps import Services
 from taskstate.web.error_responses import BodyLimitMiddleware, error_responses, install_error_handlers
@@ -221,6 +221,7 @@ def create_app(settings: Settings | None = None, registry: JobRegistry | None = 
     app.include_router(tasks.router)
     app.include_router(admin.router)
     app.include_router(schedules.router)
+    app.include_router(insights.router)
     app.include_router(ws_router)
     for route in app.routes:
         if isinstance(route, APIRoute):

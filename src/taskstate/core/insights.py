@@ -5,11 +5,12 @@ percentiles per type, and the queue (depth at each bucket's end, arrivals, start
 
 Every query reads a bounded set through an existing index, never the whole table:
 tasks that finished in or after the window (`ix_tasks_finished`), the active tasks
-(`ix_tasks_active`) and tasks created in the window (`ix_tasks_history`). Everything
-is counted in integer microseconds since the Unix epoch, computed in SQL from the
-stored timestamps, so that both engines give the same, exact answer: buckets are
-`interval`-aligned integer divisions and percentiles are nearest-rank (the k-th
-smallest, k = ceil(p * n / 100)), so a percentile is always a duration that occurred.
+(`ix_tasks_active`) and tasks created in the window (`ix_tasks_history`). Both engines
+give the same, exact answer, to the microsecond: PostgreSQL works on its own timestamps
+and intervals (`date_bin` for buckets), SQLite on integer microseconds computed from the
+stored text. Buckets are aligned to multiples of the interval since the Unix epoch, and
+percentiles are nearest-rank (the k-th smallest, k = ceil(p * n / 100)), so that a
+percentile is always a duration that occurred.
 
 A task's time in the queue runs from `created_at` to its first start (`started_at`), or
 to its end for a task that ended without starting (cancelled while queued); a task
@@ -21,12 +22,13 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from taskstate.core.db import TERMINAL_VALUES, Database, iso, tasks
+from taskstate.core.db import TERMINAL_VALUES, Database, UTCDateTime, iso, tasks
 
 #: The percentiles reported for durations.
 PERCENTILES = (50, 95, 99)
@@ -83,22 +85,46 @@ def epoch_micros(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * US + delta.microseconds
 
 
-def _epoch_us(column: Any, sqlite: bool) -> sa.ColumnElement[int]:
-    """The column's instant in integer microseconds since the epoch, exactly, in SQL.
+def _epoch_us(column: Any) -> sa.ColumnElement[int]:
+    """SQLite: the column's instant in integer microseconds since the epoch, exactly.
 
     SQLite stores `YYYY-MM-DD HH:MM:SS.ffffff` (SQLAlchemy always writes six digits).
     """
+    seconds = sa.cast(sa.func.strftime("%s", column), sa.BigInteger)
+    return seconds * US + sa.cast(sa.func.substr(column, 21, 6), sa.BigInteger)
+
+
+def _span(end: Any, start: Any, sqlite: bool) -> sa.ColumnElement[Any]:
+    """`end - start`: integer microseconds on SQLite, an interval on PostgreSQL (sorted and
+    summed natively, read as a `timedelta`): see `_micros`."""
     if sqlite:
-        seconds = sa.cast(sa.func.strftime("%s", column), sa.BigInteger)
-        return seconds * US + sa.cast(sa.func.substr(column, 21, 6), sa.BigInteger)
-    # PostgreSQL's extract() is numeric (exact) since version 14.
-    return sa.cast(sa.extract("epoch", column) * US, sa.BigInteger)
+        return _epoch_us(end) - _epoch_us(start)
+    return sa.type_coerce(end - start, sa.Interval())
 
 
-def _bucket(column: Any, q: InsightsQuery, sqlite: bool) -> sa.ColumnElement[int]:
-    """Which bucket `column` falls in (integer division: the value is never below `since`)."""
-    offset = _epoch_us(column, sqlite) - sa.literal(q.since_us, sa.BigInteger)
-    return sa.cast(offset, sa.BigInteger).op("/")(sa.literal(q.interval_seconds * US, sa.BigInteger))
+def _micros(value: int | timedelta | Decimal) -> int:
+    """A `_span` (or a sum of them) as read, in integer microseconds."""
+    if isinstance(value, timedelta):
+        return (value.days * 86_400 + value.seconds) * US + value.microseconds
+    return int(value)
+
+
+def _bucket(column: Any, q: InsightsQuery, sqlite: bool) -> sa.ColumnElement[Any]:
+    """Which bucket `column` falls in (it is never before `since`): an integer division of
+    microseconds on SQLite; `date_bin` on PostgreSQL (the bucket's start, which needs no
+    arithmetic per row): see `_index`."""
+    if sqlite:
+        offset = _epoch_us(column) - sa.literal(q.since_us, sa.BigInteger)
+        return sa.cast(offset, sa.BigInteger).op("/")(sa.literal(q.interval_seconds * US, sa.BigInteger))
+    step = sa.literal(timedelta(seconds=q.interval_seconds), sa.Interval())
+    return sa.func.date_bin(step, column, sa.literal(EPOCH, UTCDateTime()), type_=UTCDateTime())
+
+
+def _index(value: int | datetime, q: InsightsQuery) -> int:
+    """A `_bucket` as read: the bucket's index."""
+    if isinstance(value, datetime):
+        return (epoch_micros(value) - q.since_us) // (q.interval_seconds * US)
+    return value
 
 
 class Insights:
@@ -184,20 +210,22 @@ class Insights:
             .group_by(bucket, tasks.c.type, tasks.c.state)
         )
         for row in (await conn.execute(query)).all():
-            state = row.state
-            setattr(buckets[row.bucket], state, getattr(buckets[row.bucket], state) + row.n)
+            state, b = row.state, buckets[_index(row.bucket, q)]
+            setattr(b, state, getattr(b, state) + row.n)
             by_type[row.type].counts[state] += row.n
 
     async def _durations(self, conn: AsyncConnection, q: InsightsQuery, sqlite: bool) -> list[dict[str, Any]]:
         """Nearest-rank percentiles of `finished_at - started_at` per type, by window functions:
         the rows of rank k with 100 k >= p n > 100 (k - 1), for each p."""
-        duration = (_epoch_us(tasks.c.finished_at, sqlite) - _epoch_us(tasks.c.started_at, sqlite)).label("d")
+        duration = _span(tasks.c.finished_at, tasks.c.started_at, sqlite).label("d")
+        # Bytewise: the partitions only need equal types together, not the locale's order.
+        kind = tasks.c.type if sqlite else tasks.c.type.collate("C")
         ranked = (
             sa.select(
                 tasks.c.type,
                 duration,
-                sa.func.row_number().over(partition_by=tasks.c.type, order_by=duration).label("k"),
-                sa.func.count().over(partition_by=tasks.c.type).label("n"),
+                sa.func.row_number().over(partition_by=kind, order_by=duration).label("k"),
+                sa.func.count().over(partition_by=kind).label("n"),
             )
             .where(*self._finished_in(q), tasks.c.started_at.is_not(None))
             .subquery()
@@ -210,7 +238,7 @@ class Insights:
             entry = found.setdefault(row.type, {"type": row.type, "count": row.n})
             for p in PERCENTILES:
                 if 100 * row.k >= p * row.n > 100 * (row.k - 1):
-                    entry[f"p{p}_seconds"] = row.d / US
+                    entry[f"p{p}_seconds"] = _micros(row.d) / US
         return [found[t] for t in sorted(found)]
 
     async def _arrivals(
@@ -224,7 +252,7 @@ class Insights:
             .group_by(bucket)
         )
         for row in (await conn.execute(query)).all():
-            buckets[row.bucket].arrived += row.n
+            buckets[_index(row.bucket, q)].arrived += row.n
 
     def _left_queue_after(self, q: InsightsQuery) -> sa.Subquery:
         """Every task that may have left the queue at or after `since`: the active ones
@@ -248,22 +276,23 @@ class Insights:
         """Tasks that left the queue in the window, by bucket, with their waits."""
         recent = self._left_queue_after(q)
         bucket = _bucket(recent.c.exit, q, sqlite).label("bucket")
-        wait = _epoch_us(recent.c.started_at, sqlite) - _epoch_us(recent.c.created_at, sqlite)
+        wait = _span(recent.c.started_at, recent.c.created_at, sqlite)
         query = (
             sa.select(
                 bucket,
                 sa.func.count().label("left"),
                 sa.func.count(recent.c.started_at).label("started"),
-                sa.func.coalesce(sa.func.sum(wait), 0).label("wait_sum"),
+                sa.func.sum(wait).label("wait_sum"),
                 sa.func.max(wait).label("wait_max"),
             )
             .where(recent.c.exit >= q.since, recent.c.exit < q.until)
             .group_by(bucket)
         )
         for row in (await conn.execute(query)).all():
-            b = buckets[row.bucket]
+            b = buckets[_index(row.bucket, q)]
             b.left, b.started = row.left, row.started
-            b.wait_sum_us, b.wait_max_us = int(row.wait_sum), row.wait_max
+            if row.started:
+                b.wait_sum_us, b.wait_max_us = _micros(row.wait_sum), _micros(row.wait_max)
 
     async def _initial_depth(self, conn: AsyncConnection, q: InsightsQuery, sqlite: bool) -> int:
         """Tasks in the queue at `since`: created before it, not out of the queue by then."""

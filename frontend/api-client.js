@@ -149,6 +149,9 @@ export class ApiClient {
 
   async taskTypes() { return (await this.request('GET', '/api/v2/task-types')).items ?? []; }
 
+  /** GET /api/v2/insights?window=…&type=…: aggregates of a window, for charts. */
+  insights(query) { return this.request('GET', `/api/v2/insights?${query}`); }
+
   async workers() { return (await this.request('GET', '/api/v2/workers')).items ?? []; }
 
   async questions() { return (await this.request('GET', '/api/v2/questions')).items ?? []; }

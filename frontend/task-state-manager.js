@@ -33,6 +33,7 @@
 
 import { ApiClient, ApiError } from './api-client.js';
 import { Emitter } from './emitter.js';
+import { apiQuery } from './insights-model.js';
 import { LifecycleSource } from './lifecycle.js';
 import { LiveFeed } from './live-feed.js';
 import { Schedules } from './schedules.js';
@@ -236,6 +237,9 @@ export class TaskStateManager extends Emitter {
   getTaskTypes() { return this.#api.taskTypes(); }
 
   getWorkers() { return this.#api.workers(); }
+
+  /** GET /api/v2/insights for `{ window, type }` (window: 1h, 6h, 24h or 7d; type optional). */
+  getInsights(choices = {}) { return this.#api.insights(apiQuery(choices)); }
 
   /** Every pending question of every task (GET /api/v2/questions), with task_id and task_name. */
   getQuestions() { return this.#api.questions(); }

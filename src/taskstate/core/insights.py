@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taskstate.core.db import TERMINAL_VALUES, Database, UTCDateTime, iso, tasks
@@ -144,8 +145,7 @@ class Insights:
                 await self._finished(conn, q, sqlite, buckets, by_type)
                 durations = await self._durations(conn, q, sqlite)
                 await self._arrivals(conn, q, sqlite, buckets)
-                await self._departures(conn, q, sqlite, buckets)
-                depth = await self._initial_depth(conn, q, sqlite)
+                depth = await self._queue(conn, q, sqlite, buckets)
         for b in buckets:
             depth += b.arrived - b.left
             b.depth = depth
@@ -215,26 +215,45 @@ class Insights:
             by_type[row.type].counts[state] += row.n
 
     async def _durations(self, conn: AsyncConnection, q: InsightsQuery, sqlite: bool) -> list[dict[str, Any]]:
-        """Nearest-rank percentiles of `finished_at - started_at` per type, by window functions:
-        the rows of rank k with 100 k >= p n > 100 (k - 1), for each p."""
-        duration = _span(tasks.c.finished_at, tasks.c.started_at, sqlite).label("d")
-        # Bytewise: the partitions only need equal types together, not the locale's order.
-        kind = tasks.c.type if sqlite else tasks.c.type.collate("C")
+        """Nearest-rank percentiles of `finished_at - started_at` per type."""
+        duration = _span(tasks.c.finished_at, tasks.c.started_at, sqlite)
+        where = [*self._finished_in(q), tasks.c.started_at.is_not(None)]
+        found: dict[str, dict[str, Any]] = {}
+        if not sqlite:
+            # percentile_disc is nearest-rank: the first value at or past the fraction.
+            fractions = sa.literal([p / 100 for p in PERCENTILES], ARRAY(sa.Float()))
+            picked = sa.func.percentile_disc(fractions).within_group(duration)
+            query = (
+                sa.select(
+                    tasks.c.type,
+                    sa.func.count().label("n"),
+                    sa.type_coerce(picked, ARRAY(sa.Interval())).label("ps"),
+                )
+                .where(*where)
+                .group_by(tasks.c.type)
+            )
+            for row in (await conn.execute(query)).all():
+                found[row.type] = {
+                    "type": row.type,
+                    "count": row.n,
+                    **{f"p{p}_seconds": _micros(v) / US for p, v in zip(PERCENTILES, row.ps, strict=True)},
+                }
+            return [found[t] for t in sorted(found)]
+        # SQLite has no percentile aggregate: the rows of rank k with 100 k >= p n > 100 (k - 1).
+        d = duration.label("d")
         ranked = (
             sa.select(
                 tasks.c.type,
-                duration,
-                sa.func.row_number().over(partition_by=kind, order_by=duration).label("k"),
-                sa.func.count().over(partition_by=kind).label("n"),
+                d,
+                sa.func.row_number().over(partition_by=tasks.c.type, order_by=d).label("k"),
+                sa.func.count().over(partition_by=tasks.c.type).label("n"),
             )
-            .where(*self._finished_in(q), tasks.c.started_at.is_not(None))
+            .where(*where)
             .subquery()
         )
         k, n = ranked.c.k, ranked.c.n
         wanted = sa.or_(*[sa.and_(100 * k >= p * n, 100 * (k - 1) < p * n) for p in PERCENTILES])
-        query = sa.select(ranked.c.type, ranked.c.d, k, n).where(wanted)
-        found: dict[str, dict[str, Any]] = {}
-        for row in (await conn.execute(query)).all():
+        for row in (await conn.execute(sa.select(ranked.c.type, ranked.c.d, k, n).where(wanted))).all():
             entry = found.setdefault(row.type, {"type": row.type, "count": row.n})
             for p in PERCENTILES:
                 if 100 * row.k >= p * row.n > 100 * (row.k - 1):
@@ -270,34 +289,35 @@ class Insights:
         )
         return sa.union_all(active, finished).subquery("recent")
 
-    async def _departures(
+    async def _queue(
         self, conn: AsyncConnection, q: InsightsQuery, sqlite: bool, buckets: list[_Bucket]
-    ) -> None:
-        """Tasks that left the queue in the window, by bucket, with their waits."""
+    ) -> int:
+        """Tasks that left the queue in the window, by bucket, with their waits; answers how
+        many were in the queue at `since` (created before it, not out of the queue by then).
+
+        No WHERE on `exit` (an expression the planner cannot estimate, which made it sort
+        instead of hash): rows outside the window fall in the NULL bucket."""
         recent = self._left_queue_after(q)
-        bucket = _bucket(recent.c.exit, q, sqlite).label("bucket")
+        exit_ = recent.c.exit
+        inside = sa.and_(exit_ >= q.since, exit_ < q.until)
+        bucket = sa.case((inside, _bucket(exit_, q, sqlite))).label("bucket")
         wait = _span(recent.c.started_at, recent.c.created_at, sqlite)
-        query = (
-            sa.select(
-                bucket,
-                sa.func.count().label("left"),
-                sa.func.count(recent.c.started_at).label("started"),
-                sa.func.sum(wait).label("wait_sum"),
-                sa.func.max(wait).label("wait_max"),
-            )
-            .where(recent.c.exit >= q.since, recent.c.exit < q.until)
-            .group_by(bucket)
-        )
+        queued_at_since = sa.and_(recent.c.created_at < q.since, sa.or_(exit_.is_(None), exit_ >= q.since))
+        query = sa.select(
+            bucket,
+            sa.func.count().label("left"),
+            sa.func.count(recent.c.started_at).label("started"),
+            sa.func.sum(wait).label("wait_sum"),
+            sa.func.max(wait).label("wait_max"),
+            sa.func.sum(sa.case((queued_at_since, 1), else_=0)).label("initial"),
+        ).group_by(bucket)
+        initial = 0
         for row in (await conn.execute(query)).all():
+            initial += int(row.initial or 0)
+            if row.bucket is None:
+                continue
             b = buckets[_index(row.bucket, q)]
             b.left, b.started = row.left, row.started
             if row.started:
                 b.wait_sum_us, b.wait_max_us = _micros(row.wait_sum), _micros(row.wait_max)
-
-    async def _initial_depth(self, conn: AsyncConnection, q: InsightsQuery, sqlite: bool) -> int:
-        """Tasks in the queue at `since`: created before it, not out of the queue by then."""
-        recent = self._left_queue_after(q)
-        query = sa.select(sa.func.count()).where(
-            recent.c.created_at < q.since, sa.or_(recent.c.exit.is_(None), recent.c.exit >= q.since)
-        )
-        return int((await conn.execute(query)).scalar_one())
+        return initial

@@ -34,7 +34,10 @@ async def run_tasks(api: httpx.AsyncClient) -> None:
     created = [
         *[create_task(api, "demo.sleep", params={"seconds": 0.1 * (i + 1), "steps": 1}) for i in range(4)],
         *[create_task(api, "demo.fail", params={"message": f"no {i}"}, max_attempts=1) for i in range(3)],
-        *[create_task(api, "demo.sleep", params={"seconds": 60, "steps": 60}, name="to cancel") for _ in range(2)],
+        *[
+            create_task(api, "demo.sleep", params={"seconds": 60, "steps": 60}, name="cancel me")
+            for _ in range(2)
+        ],
     ]
     tasks = await asyncio.gather(*created)
     for task in tasks[-2:]:
@@ -68,11 +71,8 @@ async def test_insights_page_draws_the_charts_of_what_ran(ui: BrowserPage, api: 
         cells = page.locator(f'ts-insights-page tr[data-type="{type_name}"]')
         for outcome in ("completed", "failed", "cancelled"):
             assert await cells.locator(f'[data-cell="{outcome}"]').text_content() == str(row[outcome])
-    # The outcome chart's x axis names the types.
-    axis_text = await page.locator('ts-insights-page [data-chart="outcomes"]').text_content() or ""
-    assert "demo.fail" in axis_text or await page.locator('[data-chart="outcomes"] canvas').count() == 1
 
-    SCREENS.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(SCREENS.mkdir, parents=True, exist_ok=True)
     await page.screenshot(path=SCREENS / "insights.png", full_page=True)
 
     # A type filter goes into the address and narrows every number.

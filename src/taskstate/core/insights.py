@@ -19,17 +19,21 @@ re-queued after its worker was lost counts as started already.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from taskstate.core.db import TERMINAL_VALUES, Database, UTCDateTime, iso, tasks
+
+T = TypeVar("T")
 
 #: The percentiles reported for durations.
 PERCENTILES = (50, 95, 99)
@@ -138,14 +142,18 @@ class Insights:
         sqlite = self.db.is_sqlite
         buckets = [_Bucket(q.since + timedelta(seconds=q.interval_seconds * i)) for i in range(q.buckets)]
         by_type: defaultdict[str, _TypeCounts] = defaultdict(_TypeCounts)
-        async with self.db.reader.connect() as conn:
-            if not sqlite:
-                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
-            async with conn.begin():
-                await self._finished(conn, q, sqlite, buckets, by_type)
-                durations = await self._durations(conn, q, sqlite)
-                await self._arrivals(conn, q, sqlite, buckets)
-                depth = await self._queue(conn, q, sqlite, buckets)
+
+        async def outcomes(conn: AsyncConnection) -> list[dict[str, Any]]:
+            await self._finished(conn, q, sqlite, buckets, by_type)
+            return await self._durations(conn, q, sqlite)
+
+        async def queue(conn: AsyncConnection) -> int:
+            await self._arrivals(conn, q, sqlite, buckets)
+            return await self._queue(conn, q, sqlite, buckets)
+
+        # Side by side, on two connections: the finished tasks, and the queue (whose
+        # arrivals and departures must agree, so they share one snapshot).
+        durations, depth = await asyncio.gather(self._snapshot(outcomes), self._snapshot(queue))
         for b in buckets:
             depth += b.arrived - b.left
             b.depth = depth
@@ -177,6 +185,14 @@ class Insights:
                 for b in buckets
             ],
         }
+
+    async def _snapshot(self, read: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """`read`'s statements in one snapshot, on a connection of its own."""
+        async with self.db.reader.connect() as conn:
+            if not self.db.is_sqlite:
+                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                return await read(conn)
 
     def _filters(self, q: InsightsQuery) -> list[sa.ColumnElement[bool]]:
         out: list[sa.ColumnElement[bool]] = []

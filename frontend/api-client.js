@@ -102,7 +102,9 @@ export class ApiClient {
   }
 
   /** {items, next_cursor, total}; the options are TaskStateManager.getJobHistory's. */
-  history(options = {}) {
+  async history(options = {}) {
+    // The seed's `offset`: pages are reached by cursor, so a later page by offset cannot be had.
+    if (options.offset) throw new RangeError('getJobHistory: `offset` must be 0; read further pages with `cursor` (next_cursor)');
     const query = new URLSearchParams();
     const states = options.state ?? options.status;
     for (const state of [].concat(states ?? [])) if (state) query.append('state', state);
@@ -149,8 +151,15 @@ export class ApiClient {
 
   async taskTypes() { return (await this.request('GET', '/api/v2/task-types')).items ?? []; }
 
-  /** GET /api/v2/insights?window=…&type=…: aggregates of a window, for charts. */
-  insights(query) { return this.request('GET', `/api/v2/insights?${query}`); }
+  /** GET /api/v2/insights: aggregates of a window, for charts (since, until, window, interval, type). */
+  insights(query = {}) {
+    const params = new URLSearchParams();
+    for (const key of ['since', 'until', 'window', 'interval', 'type']) {
+      if (query[key] !== undefined && query[key] !== null && query[key] !== '') params.set(key, String(query[key]));
+    }
+    const text = params.toString();
+    return this.request('GET', `/api/v2/insights${text ? `?${text}` : ''}`);
+  }
 
   async workers() { return (await this.request('GET', '/api/v2/workers')).items ?? []; }
 

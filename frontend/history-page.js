@@ -1,8 +1,10 @@
 // <ts-history-page>: every task, newest first, with filters (state, type, trigger, created
-// date, name search) kept in the address (#/history?state=failed&q=…) and cursor pagination.
+// date, name search) and the page (its cursor) kept in the address
+// (#/history?state=failed&q=…&page=2&cursor=…; see history-cursor.js).
 
 import { manager, navigate } from './context.js';
 import { h, replaceChildren, setText } from './dom.js';
+import { PreviousPages, pageHash, pagerOf } from './history-cursor.js';
 import { TRIGGERS } from './task-state-manager.js';
 
 const PAGE_SIZE = 25;
@@ -16,7 +18,8 @@ function dayStart(value) {
 
 export class HistoryPage extends HTMLElement {
   #query = new URLSearchParams();
-  #cursors = [null];
+  #pager = { page: 1, cursor: null };
+  #previous = new PreviousPages(globalThis.sessionStorage);
   #form = null;
   #inputs = {};
   #oneState = h('optgroup', { label: 'One state' }); // filled once the lifecycle is read
@@ -36,7 +39,7 @@ export class HistoryPage extends HTMLElement {
   /** Called by the router with the address's query. */
   set query(query) {
     this.#query = new URLSearchParams(query);
-    this.#cursors = [null];
+    this.#pager = pagerOf(this.#query);
     if (this.#form) {
       this.#fillForm();
       this.#load();
@@ -152,8 +155,7 @@ export class HistoryPage extends HTMLElement {
 
   async #load() {
     const request = ++this.#request;
-    const page = this.#cursors.length;
-    const cursor = this.#cursors[page - 1];
+    const { page, cursor } = this.#pager;
     this.setAttribute('aria-busy', 'true');
     try {
       const lifecycle = await manager().loadLifecycle();
@@ -171,18 +173,24 @@ export class HistoryPage extends HTMLElement {
         : `${total.toLocaleString()} tasks`);
       setText(this.#pageLabel, `Page ${page} of ${Math.max(1, Math.ceil(total / PAGE_SIZE)).toLocaleString()}`);
       this.#prev.disabled = page <= 1;
+      // Opened from a link, this tab does not know the newer page: offer the newest instead.
+      setText(this.#prev, page > 1 && !this.#previous.newerThan(this.#hash()) ? '⇤ Newest' : '← Newer');
       this.#next.disabled = !this.#nextCursor;
       setText(this.#error, '');
     } catch (error) {
       if (request !== this.#request) return;
       setText(this.#error, `Could not load the history: ${error.message}`);
+      if (error?.body?.field === 'cursor') { // a link with a cursor this server did not issue
+        this.#prev.disabled = false;
+        setText(this.#prev, '⇤ Newest');
+      }
     } finally {
       if (request === this.#request) this.removeAttribute('aria-busy');
     }
   }
 
   #scheduleRefresh() {
-    if (this.#cursors.length > 1 || this.#timer) return; // only the first page follows along
+    if (this.#pager.page > 1 || this.#timer) return; // only the first page follows along
     this.#timer = setTimeout(() => {
       this.#timer = null;
       this.#load();
@@ -209,15 +217,13 @@ export class HistoryPage extends HTMLElement {
     switch (button.dataset.action) {
       case 'next':
         if (this.#nextCursor) {
-          this.#cursors.push(this.#nextCursor);
-          this.#load();
+          const older = pageHash(this.#query, this.#pager.page + 1, this.#nextCursor);
+          this.#previous.remember(older, this.#hash());
+          navigate(older);
         }
         break;
       case 'prev':
-        if (this.#cursors.length > 1) {
-          this.#cursors.pop();
-          this.#load();
-        }
+        navigate(this.#previous.newerThan(this.#hash()) ?? pageHash(this.#query, 1, null));
         break;
       case 'refresh':
         this.#load();
@@ -227,6 +233,11 @@ export class HistoryPage extends HTMLElement {
         break;
       default:
     }
+  }
+
+  /** The address of the page shown. */
+  #hash() {
+    return pageHash(this.#query, this.#pager.page, this.#pager.cursor);
   }
 }
 

@@ -25,13 +25,6 @@ export function choicesQuery({ window, type }) {
   return query.toString();
 }
 
-/** The API's query string for these choices. */
-export function apiQuery({ window, type }) {
-  const query = new URLSearchParams({ window: WINDOWS.includes(window) ? window : DEFAULT_WINDOW });
-  if (type) query.set('type', type);
-  return query.toString();
-}
-
 const seconds = (iso) => Date.parse(iso) / 1000;
 
 /** Finished tasks per bucket: x (Unix seconds of each bucket's start) and one column per outcome. */

@@ -171,7 +171,7 @@ export class InsightsPage extends HTMLElement {
     const request = ++this.#request;
     const choices = readChoices(this.#query);
     try {
-      const [insights, uPlot] = await Promise.all([manager().getInsights(choices), loadUPlot()]);
+      const [insights, uPlot] = await Promise.all([manager().getInsights({ window: choices.window, type: choices.type }), loadUPlot()]);
       if (request !== this.#request || !this.isConnected) return;
       setText(this.#error, '');
       this.#render(insights, uPlot);

@@ -22,6 +22,9 @@ export class TaskPage extends HTMLElement {
   #baseSource = undefined;
   #ticker = null;
   #lastState = null;
+  // A failed job's traceback: only GET /tasks/{id} carries it (events and lists leave it out).
+  #traceback = undefined;
+  #fetchingTraceback = false;
   #onClick = (event) => this.#click(event);
 
   get taskId() {
@@ -176,7 +179,22 @@ export class TaskPage extends HTMLElement {
     e.questions.task = task;
     e.workflow.task = task;
     e.questionsPanel.hidden = !(task.pending_questions ?? []).length;
-    e.report.task = task;
+    if ('traceback' in task) this.#traceback = task.traceback;
+    else if (task.state === 'failed' && this.#traceback == null) this.#readTraceback();
+    e.report.task = { ...task, traceback: this.#traceback ?? null };
+  }
+
+  /** The failure arrived by an event, without its traceback: read the task once for it. */
+  async #readTraceback() {
+    if (this.#fetchingTraceback) return;
+    this.#fetchingTraceback = true;
+    try {
+      await manager().getTaskStatus(this.taskId); // its answer comes back through #show
+    } catch {
+      // The next refresh reads it again.
+    } finally {
+      this.#fetchingTraceback = false;
+    }
   }
 
   #renderFacts() {

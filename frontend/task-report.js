@@ -1,5 +1,6 @@
 // <ts-task-report>: the run report of a task: the summary, the seconds spent in each state,
-// the system it ran on, its result or error, its params, and where a service can be reached.
+// the system it ran on, its result or error (with the traceback of a failed job, folded), its
+// params, and where a service can be reached.
 
 import { h, replaceChildren } from './dom.js';
 import { formatDateTime, formatDuration, formatNumber, humanize, toJson } from './format.js';
@@ -35,14 +36,17 @@ export class TaskReport extends HTMLElement {
     const t = this.#task;
     if (!t) return;
     const key = JSON.stringify([t.state, t.execution_summary, t.phase_results, t.system_info, t.result,
-      t.error, t.endpoint, t.service_info, t.restoration_count, t.params]);
+      t.error, t.traceback, t.endpoint, t.service_info, t.restoration_count, t.params]);
     if (key === this.#key) return;
     this.#key = key;
     const sections = [];
     if (t.error) {
       sections.push(h('section', { class: 'report-error', 'aria-labelledby': 'report-error-h' },
         h('h3', { id: 'report-error-h' }, 'Error', t.error_type ? h('span', { class: 'mono subtle' }, ` ${t.error_type}`) : null),
-        h('pre', { class: 'error-text' }, t.error)));
+        h('pre', { class: 'error-text' }, t.error),
+        t.traceback ? h('details', { class: 'traceback' },
+          h('summary', {}, `Traceback (${t.traceback.split('\n').length} lines)`),
+          h('pre', { class: 'traceback-text mono' }, t.traceback)) : null));
     }
     if (t.endpoint || t.service_info) {
       sections.push(h('section', { 'aria-labelledby': 'report-service-h' },

@@ -10,6 +10,10 @@
 // trying (polling, reading the table first, and reconnecting) until it answers. A task handed
 // out is never changed afterwards: every change makes a new object. Views subscribe with `on`.
 //
+// Other front ends use it too: it is packaged as `taskstate-client` (package.json, with its
+// types in task-state-manager.d.ts, which must follow any change here) and served at the stable
+// path /task-state-manager.js. So this file and what it imports hold no UI code.
+//
 // Events:
 //   taskRestored (task)        one per active task found on load
 //   noActiveTask ()            the load found no active task
@@ -33,7 +37,6 @@
 
 import { ApiClient, ApiError } from './api-client.js';
 import { Emitter } from './emitter.js';
-import { apiQuery } from './insights-model.js';
 import { LifecycleSource } from './lifecycle.js';
 import { LiveFeed } from './live-feed.js';
 import { Schedules } from './schedules.js';
@@ -238,8 +241,8 @@ export class TaskStateManager extends Emitter {
 
   getWorkers() { return this.#api.workers(); }
 
-  /** GET /api/v2/insights for `{ window, type }` (window: 1h, 6h, 24h or 7d; type optional). */
-  getInsights(choices = {}) { return this.#api.insights(apiQuery(choices)); }
+  /** GET /api/v2/insights: `{ window: '6h', interval: '5m', type }` or `{ since, until, … }`. */
+  getInsights(query = {}) { return this.#api.insights(query); }
 
   /** Every pending question of every task (GET /api/v2/questions), with task_id and task_name. */
   getQuestions() { return this.#api.questions(); }

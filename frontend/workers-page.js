@@ -1,5 +1,6 @@
-// <ts-workers-page>: the taskstate instances: host, pid, version, heartbeat age, state and
-// the tasks each holds. Refreshed every few seconds while shown.
+// <ts-workers-page>: the taskstate instances: host, pid, version, heartbeat age, state, slot
+// use (jobs at once: used of its capacity) and the tasks each holds. Refreshed every few
+// seconds while shown.
 
 import { manager } from './context.js';
 import { h, replaceChildren, setText } from './dom.js';
@@ -26,7 +27,7 @@ export class WorkersPage extends HTMLElement {
           this.#error,
           h('div', { class: 'table-wrap' }, h('table', { class: 'task-table workers-table' },
             h('caption', { class: 'visually-hidden' }, 'Workers'),
-            h('thead', {}, h('tr', {}, ['Worker', 'State', 'Host', 'PID', 'Version', 'Started', 'Heartbeat', 'Tasks']
+            h('thead', {}, h('tr', {}, ['Worker', 'State', 'Slots', 'Host', 'PID', 'Version', 'Started', 'Heartbeat', 'Tasks']
               .map((c) => h('th', { scope: 'col' }, c)))),
             this.#body))));
     }
@@ -45,14 +46,19 @@ export class WorkersPage extends HTMLElement {
       const workers = await manager().getWorkers();
       setText(this.#error, '');
       const running = workers.filter((w) => w.state === 'running').length;
-      setText(this.#summary, `${workers.length} instance${workers.length === 1 ? '' : 's'}, ${running} running`);
+      const live = workers.filter((w) => w.state === 'running' && Number.isInteger(w.slots));
+      const used = live.reduce((sum, w) => sum + (w.slots_used ?? 0), 0);
+      const capacity = live.reduce((sum, w) => sum + w.slots, 0);
+      setText(this.#summary, `${workers.length} instance${workers.length === 1 ? '' : 's'}, ${running} running`
+        + (capacity ? ` · ${used} of ${capacity} slots in use` : ''));
       if (workers.length === 0) {
-        replaceChildren(this.#body, h('tr', { class: 'empty-row' }, h('td', { colspan: '8' }, 'No workers have registered.')));
+        replaceChildren(this.#body, h('tr', { class: 'empty-row' }, h('td', { colspan: '9' }, 'No workers have registered.')));
         return;
       }
       replaceChildren(this.#body, workers.map((w) => h('tr', { dataset: { workerId: w.id, state: w.state } },
         h('th', { scope: 'row', class: 'mono', 'data-label': 'Worker' }, w.id),
         h('td', { 'data-label': 'State' }, h('span', { class: ['badge', `worker-${w.state}`] }, w.state)),
+        h('td', { 'data-label': 'Slots', class: 'slots-cell' }, slotUse(w)),
         h('td', { 'data-label': 'Host' }, w.host),
         h('td', { 'data-label': 'PID', class: 'num' }, String(w.pid)),
         h('td', { 'data-label': 'Version' }, w.version),
@@ -65,6 +71,18 @@ export class WorkersPage extends HTMLElement {
       setText(this.#error, `Could not load the workers: ${error.message}`);
     }
   }
+}
+
+/** "2 of 10" with a meter; a lost or stopped instance uses none; an old one may not say its capacity. */
+function slotUse(worker) {
+  const used = worker.slots_used ?? 0;
+  if (!Number.isInteger(worker.slots)) return used ? `${used} in use` : '—';
+  return h('span', { class: 'slot-use' },
+    h('meter', {
+      min: 0, max: worker.slots, value: used, high: Math.max(1, worker.slots - 0.5), optimum: 0,
+      'aria-label': `${used} of ${worker.slots} slots in use`,
+    }),
+    h('span', { class: 'slot-text' }, `${used} of ${worker.slots}`));
 }
 
 export function registerWorkersPage() {

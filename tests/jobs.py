@@ -23,6 +23,8 @@ from taskstate.jobs import JobContext, JobRegistry
 GATES: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
 #: (task_id, attempt, worker phase) of every run of `test.record`, in order.
 RUNS: list[tuple[str, int]] = []
+#: The tags of `test.fail` tasks with `once` that failed already (their retry completes).
+FAILED_ONCE: set[str] = set()
 
 
 class EchoParams(BaseModel):
@@ -93,6 +95,23 @@ class DepthParams(BaseModel):
     depth: int = Field(ge=0)
 
 
+class FailureParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    depth: int = Field(0, ge=0, le=500)  #: frames of `descend_and_raise` above the raise
+    message_size: int = Field(0, ge=0)  #: characters of filler in the exception's message
+    tag: str = ""  #: said in the message, so that concurrent failures tell theirs apart
+    once: bool = False  #: fail only the first run of this tag (its retry completes)
+
+
+def descend_and_raise(depth: int, message: str) -> None:
+    """Recurses `depth` times, then raises (a deep stack, for the traceback tests)."""
+    if depth > 0:
+        descend_and_raise(depth - 1, message)
+        return
+    raise ValueError(message)  # the raising line the tests look for
+
+
 def nested_list(depth: int) -> Any:
     """`[[...]]`, `depth` levels deep (built without recursion)."""
     value: list[Any] = []
@@ -120,6 +139,10 @@ async def _sleep_in_collect(ctx: JobContext, result: Any) -> Any:
 
 async def _nothing(ctx: JobContext, params: Any) -> None:
     return None
+
+
+async def _keep_result(ctx: JobContext, result: Any) -> Any:
+    return result
 
 
 async def wait_for_gate(ctx: JobContext, gate: str) -> None:
@@ -308,6 +331,15 @@ def register(registry: JobRegistry) -> None:
         await asyncio.sleep(0.3)
         return params.updates
 
+    @registry.job("test.fail", params=FailureParams)
+    async def fail(ctx: JobContext, params: FailureParams) -> None:
+        """Raises a ValueError from `depth` frames down, its message tagged and padded."""
+        await asyncio.sleep(0.05)
+        if params.once and params.tag in FAILED_ONCE:
+            return
+        FAILED_ONCE.add(params.tag)
+        descend_and_raise(params.depth, f"failure {params.tag} " + "m" * params.message_size)
+
     @registry.job("test.crash", params=EchoParams)
     async def crash(ctx: JobContext, params: EchoParams) -> None:
         """Kills its own server process, every time (a job that takes its worker down)."""
@@ -340,3 +372,6 @@ def register(registry: JobRegistry) -> None:
 
     registry.job("test.slow_prepare", params=SleepParams, prepare=_sleep_in_prepare)(_nothing)
     registry.job("test.slow_collect", params=SleepParams, collect=_sleep_in_collect)(_nothing)
+    # A no-op with both hooks: each of its transitions is a commit of its own (a job
+    # without hooks shares them: claim with running, collecting with completed).
+    registry.job("test.hooked_noop", params=EchoParams, prepare=_nothing, collect=_keep_result)(_nothing)

@@ -201,7 +201,7 @@ async def test_generated_python_client_drives_a_task(
         async with asyncio.timeout(30):
             while True:
                 current = await api.get_task.asyncio(task.id, client=c)
-                assert isinstance(current, models.TaskPublic)
+                assert isinstance(current, models.TaskDetail)
                 if current.is_terminal:
                     break
                 await asyncio.sleep(0.05)

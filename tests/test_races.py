@@ -111,7 +111,9 @@ async def test_cancel_races_completion(database_url: str) -> None:
                 fire(payload["task_id"], rng.uniform(0, 0.003))
 
         server.services.store.bus.add_listener(on_event)
-        bodies = [{"type": "demo.noop", "name": f"race {i}"} for i in range(N_CANCEL_RACE)]
+        # Half without hooks (their transitions share commits), half with: each its own.
+        kinds = ["demo.noop", "test.hooked_noop"]
+        bodies = [{"type": kinds[i % 2], "name": f"race {i}"} for i in range(N_CANCEL_RACE)]
         clock = time.monotonic()
         ids = await create_batches(server, bodies)
         timings = {"create": round(time.monotonic() - clock, 1)}

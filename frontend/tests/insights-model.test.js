@@ -4,7 +4,6 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import {
-  apiQuery,
   choicesQuery,
   durationBars,
   outcomeBars,
@@ -44,8 +43,6 @@ test('the address gives the choices, unknown windows fall back to 24h', () => {
   assert.deepEqual(readChoices(new URLSearchParams('window=1y')), { window: '24h', type: '' });
   assert.equal(choicesQuery({ window: '24h', type: '' }), '');
   assert.equal(choicesQuery({ window: '7d', type: 'a b' }), 'window=7d&type=a+b');
-  assert.equal(apiQuery({ window: '1h', type: 'etl' }), 'window=1h&type=etl');
-  assert.equal(apiQuery({ window: 'bogus' }), 'window=24h');
   const route = parseHash('#/insights?window=6h');
   assert.equal(route.route.name, 'insights');
   assert.equal(route.query.get('window'), '6h');

@@ -152,7 +152,7 @@ tasks = sa.Table(
     sa.Index("ix_tasks_history", sa.text("created_at DESC"), sa.text("id DESC")),
     sa.Index("ix_tasks_state_created", "state", sa.text("created_at DESC"), sa.text("id DESC")),
     sa.Index("ix_tasks_type_created", "type", sa.text("created_at DESC"), sa.text("id DESC")),
-    # 0009: covers what the insights read of a finished task (index-only scans).
+    # 0010: covers what the insights read of a finished task (index-only scans).
     sa.Index(
         "ix_tasks_finished",
         "finished_at",
@@ -275,6 +275,7 @@ workers = sa.Table(
     sa.Column("started_at", UTCDateTime, nullable=False),
     sa.Column("heartbeat_at", UTCDateTime, nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("slots", sa.Integer),  # its MAX_CONCURRENT_TASKS (migration 0009)
 )
 
 

@@ -81,6 +81,15 @@ def task_payload(row: Mapping[Any, Any], now: datetime | None = None) -> dict[st
     }
 
 
+def task_detail_payload(row: Mapping[Any, Any], now: datetime | None = None) -> dict[str, Any]:
+    """One task read by itself (`GET /tasks/{id}`): `task_payload` and its `traceback`.
+
+    The traceback (up to 16 KiB) is left out of lists and events, where a page of failed
+    tasks would carry a megabyte of text nobody looks at; it is read where it is shown.
+    """
+    return {**task_payload(row, now), "traceback": row["traceback"]}
+
+
 def transition_event(rec: TransitionRecord) -> Event:
     return Event.of(
         {

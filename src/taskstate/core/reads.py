@@ -20,12 +20,43 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.compiler import compiles
 
 from taskstate.core.bus import Event
 from taskstate.core.db import ACTIVE_VALUES, Database, iso, seq_counter, task_logs, tasks, transitions, utcnow
 from taskstate.core.errors import NotFound, ValidationFailed
 from taskstate.core.payloads import task_payload, transition_event, transition_row_payload
 from taskstate.core.writer import TransitionRecord
+
+#: Up to this many matches a history page's `total` is exact. Above it, PostgreSQL answers
+#: its planner's estimate, flagged `total_is_estimate`: an exact `count(*)` reads every
+#: matching row (94 ms at 1,000,000 tasks, 167 ms filtered), on every page. SQLite has
+#: no estimate and counts.
+EXACT_TOTAL_LIMIT = 10_000
+
+
+class Explain(sa.sql.expression.Executable, sa.sql.expression.ClauseElement):
+    """`EXPLAIN (FORMAT JSON) <select>`, PostgreSQL only (SQLAlchemy's documented recipe
+    for a statement it does not have: compiled by `_compile_explain` below)."""
+
+    inherit_cache = False
+
+    def __init__(self, statement: sa.Select[Any]) -> None:
+        self.statement = statement
+
+
+@compiles(Explain, "postgresql")
+def _compile_explain(element: Explain, compiler: Any, **kw: Any) -> str:
+    return "EXPLAIN (FORMAT JSON) " + str(compiler.process(element.statement, **kw))
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+    #: How many tasks match, over all pages; PostgreSQL's estimate when `total_is_estimate`.
+    total: int
+    total_is_estimate: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +122,7 @@ class TaskReads:
 
     async def list_tasks(
         self, flt: HistoryFilter, *, limit: int, cursor: str | None
-    ) -> tuple[list[dict[str, Any]], str | None, int]:
+    ) -> HistoryPage:
         conditions: list[sa.ColumnElement[bool]] = []
         if flt.states:
             conditions.append(tasks.c.state.in_(list(flt.states)))
@@ -141,7 +172,9 @@ class TaskReads:
             )
         else:
             page = sa.select(tasks).where(*conditions, *after).order_by(*newest_first).limit(limit + 1)
-        count = sa.select(sa.func.count()).select_from(tasks).where(*conditions)
+        matching: sa.Select[Any] = sa.select(sa.literal_column("1")).select_from(tasks).where(*conditions)
+        capped = matching.limit(EXACT_TOTAL_LIMIT + 1).subquery()
+        count = sa.select(sa.func.count()).select_from(capped)
 
         async def read(query: sa.Select[Any]) -> Sequence[Any]:
             async with self.db.reader.connect() as conn:
@@ -151,14 +184,27 @@ class TaskReads:
         # `total` is counted on every page (tasks come and go while a client pages), so
         # the page and the count run side by side, on two connections.
         rows, counted = await asyncio.gather(read(page), read(count))
-        total = int(counted[0][0])
+        total, estimated = int(counted[0][0]), False
+        if total > EXACT_TOTAL_LIMIT and not self.db.is_sqlite:
+            total, estimated = max(total, await self._estimated_rows(matching)), True
+        elif total > EXACT_TOTAL_LIMIT:
+            total = int((await read(sa.select(sa.func.count()).select_from(tasks).where(*conditions)))[0][0])
         now = utcnow()
         items = [task_payload(r._mapping, now) for r in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]._mapping
             next_cursor = encode_cursor(last["created_at"], last["id"])
-        return items, next_cursor, total
+        return HistoryPage(items, next_cursor, total, estimated)
+
+    async def _estimated_rows(self, query: sa.Select[Any]) -> int:
+        """PostgreSQL's planner estimate of how many rows `query` returns: a few
+        microseconds of planning where an exact `count(*)` reads every matching row."""
+        async with self.db.reader.connect() as conn:
+            plan = (await conn.execute(Explain(query))).scalar_one()
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        return int(plan[0]["Plan"]["Plan Rows"])
 
     async def transitions_of(self, task_id: str) -> list[dict[str, Any]]:
         """The task's transition rows, oldest first (none for a task that does not exist)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -55,6 +55,7 @@ TRANSITION_FIELDS = frozenset(
         "result",
         "error",
         "error_type",
+        "traceback",
         "progress",
         "phase",
         "message",
@@ -92,6 +93,15 @@ class Guard:
     attempt: int
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A transition that follows another in the same transaction (see `Store.transition`)."""
+
+    to: State
+    reason: str
+    fields: Mapping[str, Any]
+
+
 @dataclass(slots=True)
 class TransitionResult:
     outcome: Outcome
@@ -99,6 +109,8 @@ class TransitionResult:
     to_state: str
     task: dict[str, Any]
     record: TransitionRecord | None = None
+    #: The results of the follow-up steps that were applied after this one, in order.
+    then: list[TransitionResult] = field(default_factory=list)
 
     @property
     def applied(self) -> bool:
@@ -241,20 +253,62 @@ class Store:
         guard: Guard | None = None,
         fields: Mapping[str, Any] | None = None,
         expect_from: State | None = None,
+        then: Sequence[Step] = (),
     ) -> TransitionResult:
-        """Move a task to `to`, if the table allows it; the one way a task's state changes."""
-        unknown = set(fields or ()) - TRANSITION_FIELDS
-        if unknown:
-            raise ValueError(f"transition() cannot set {sorted(unknown)}")
+        """Move a task to `to`, if the table allows it; the one way a task's state changes.
 
-        op = _TransitionOp(task_id, to, reason, actor, guard, fields or {}, expect_from)
+        `then`: transitions that follow in the same transaction when this one applies, as
+        when a job has no hook between them (`running → collecting → completed` without
+        a `collect`). Each keeps its own row, `seq` and event, published after the commit;
+        one commit instead of several is what a task waits for.
+        """
+        for step_fields in [fields or {}, *(step.fields for step in then)]:
+            unknown = set(step_fields) - TRANSITION_FIELDS
+            if unknown:
+                raise ValueError(f"transition() cannot set {sorted(unknown)}")
+
+        op = _TransitionOp(task_id, to, reason, actor, guard, fields or {}, expect_from, tuple(then))
         return await self._writer.submit(op)
 
-    async def claim(self, worker_id: str, limit: int) -> list[dict[str, Any]]:
-        """Claim up to `limit` due queued tasks (priority, then age) for `worker_id`."""
+    async def claim(
+        self, worker_id: str, limit: int, *, starts_at_once: Callable[[str], bool] | None = None
+    ) -> list[dict[str, Any]]:
+        """Claim up to `limit` due queued tasks (priority, then age) for `worker_id`.
+
+        A claimed task whose type `starts_at_once` (its job has no `prepare` hook, so
+        nothing runs between `preparing` and `running`) and that is not being restored
+        goes on to `running` in the same transaction: its own row, `seq` and event, and
+        one commit less before the job's code starts. Its row says `"state": "running"`.
+        """
 
         async def op(wb: WriteBatch) -> list[dict[str, Any]]:
-            return await claim.apply_claim(wb, worker_id, limit, self.db.is_sqlite)
+            rows = await claim.apply_claim(wb, worker_id, limit, self.db.is_sqlite)
+            if starts_at_once is None:
+                return rows
+            starting = [r for r in rows if not r["restoring"] and starts_at_once(r["type"])]
+            if not starting:
+                return rows
+            actor, now = f"worker:{worker_id}", utcnow()
+            ops = [
+                _TransitionOp(
+                    r["id"],
+                    State.RUNNING,
+                    "started",
+                    actor,
+                    Guard(worker_id, r["attempt"]),
+                    {"heartbeat_at": now},
+                    State.PREPARING,
+                )
+                for r in starting
+            ]
+            started: dict[str, TransitionResult] = {}
+            for r, (ok, result) in zip(starting, await _apply_transitions(wb, ops), strict=True):
+                if ok and result.applied:
+                    started[r["id"]] = result
+            return [
+                {**r, "state": State.RUNNING.value, "started": started[r["id"]]} if r["id"] in started else r
+                for r in rows
+            ]
 
         return await self._writer.submit(op)
 
@@ -430,15 +484,35 @@ class _TransitionOp(GroupableOp):
     guard: Guard | None
     fields: Mapping[str, Any]
     expect_from: State | None
+    then: tuple[Step, ...] = ()
 
     @property
     def key(self) -> str:
         return self.task_id
 
-    async def __call__(self, wb: WriteBatch, *, hint: bool = True) -> TransitionResult:
+    async def __call__(self, wb: WriteBatch, *, hint: bool = True, steps: bool = True) -> TransitionResult:
         expect_from = self.expect_from if hint else None
-        return await apply_transition(
+        first = await apply_transition(
             wb, self.task_id, self.to, self.reason, self.actor, self.guard, self.fields, expect_from
+        )
+        last = first
+        for step in self.then if first.applied and steps else ():
+            expected = State(last.to_state)
+            last = await apply_transition(
+                wb, self.task_id, step.to, step.reason, self.actor, self.guard, step.fields, expected
+            )
+            if not last.applied:
+                break
+            first.then.append(last)
+        return first
+
+    def followed_by_next_step(self) -> _TransitionOp | None:
+        """The op of the next step, expecting the state this one entered."""
+        if not self.then:
+            return None
+        step, *rest = self.then
+        return _TransitionOp(
+            self.task_id, step.to, step.reason, self.actor, self.guard, step.fields, self.to, tuple(rest)
         )
 
     @classmethod
@@ -500,7 +574,27 @@ async def _apply_transitions(wb: WriteBatch, ops: list[_TransitionOp]) -> list[t
     for i, op in enumerate(ops):
         if outcomes[i] is None:
             try:
-                outcomes[i] = (True, await op(wb, hint=i not in retry_without_hint))
+                outcomes[i] = (True, await op(wb, hint=i not in retry_without_hint, steps=False))
             except TaskstateError as refusal:
                 outcomes[i] = (False, refusal)
-    return [outcome for outcome in outcomes if outcome is not None]
+    done = [outcome for outcome in outcomes if outcome is not None]
+    await _follow_up(wb, ops, done)
+    return done
+
+
+async def _follow_up(wb: WriteBatch, ops: list[_TransitionOp], done: list[tuple[bool, Any]]) -> None:
+    """The next steps of the grouped ops that have some, grouped in their turn: every task's
+    rows stay in order, and neighbours still share one UPDATE per kind."""
+    pending: list[tuple[TransitionResult, _TransitionOp]] = []
+    for op, (ok, result) in zip(ops, done, strict=True):
+        if ok and result.applied and op.then:
+            following = op.followed_by_next_step()
+            assert following is not None
+            pending.append((result, following))
+    if not pending:
+        return
+    followed = await _apply_transitions(wb, [following for _, following in pending])
+    for (first, _), (ok, result) in zip(pending, followed, strict=True):
+        if ok and result.applied:
+            first.then.extend([result, *result.then])
+            result.then = []

@@ -1,4 +1,5 @@
-"""The instances: one row each, heartbeated, listed with the tasks they hold.
+"""The instances: one row each, heartbeated, listed with the tasks they hold and the slots
+(jobs at once) they have and use.
 
 One write per instance per heartbeat, whatever the number of its tasks; the sweeper
 (sweep.py) decides from these rows which instances are lost.
@@ -11,13 +12,20 @@ from typing import Any
 import sqlalchemy as sa
 
 from taskstate.core.db import ACTIVE_VALUES, Database, iso_or_none, tasks, utcnow, workers
+from taskstate.core.states import HELD_STATES
 from taskstate.core.store import Store
 from taskstate.core.writer import WriteBatch
 
+HELD_VALUES = frozenset(s.value for s in HELD_STATES)
 
-async def register(store: Store, worker_id: str, *, host: str, pid: int, version: str) -> None:
+
+async def register(
+    store: Store, worker_id: str, *, host: str, pid: int, version: str, slots: int | None = None
+) -> None:
+    """Write this instance's row (again); `slots`: how many jobs it runs at once."""
     now = utcnow()
     values = {
+        "slots": slots,
         "id": worker_id,
         "host": host,
         "pid": pid,
@@ -69,14 +77,18 @@ async def list_workers(db: Database, *, orphan_after: float) -> list[dict[str, A
         )
         held = (
             await conn.execute(
-                sa.select(tasks.c.worker_id, tasks.c.id)
+                sa.select(tasks.c.worker_id, tasks.c.id, tasks.c.state, tasks.c.waiting_for)
                 .where(tasks.c.state.in_(ACTIVE_VALUES), tasks.c.worker_id.is_not(None))
                 .order_by(tasks.c.created_at)
             )
         ).all()
     by_worker: dict[str, list[str]] = {}
-    for worker_id, task_id in held:
+    in_slots: dict[str, int] = {}
+    for worker_id, task_id, task_state, waiting_for in held:
         by_worker.setdefault(worker_id, []).append(task_id)
+        # A job waiting for its children gives its slot up meanwhile (runtime/supervisor.py).
+        if task_state in HELD_VALUES and not waiting_for:
+            in_slots[worker_id] = in_slots.get(worker_id, 0) + 1
     now = utcnow()
     result = []
     for row in rows:
@@ -95,6 +107,8 @@ async def list_workers(db: Database, *, orphan_after: float) -> list[dict[str, A
                 "heartbeat_age_seconds": round(age, 3),
                 "state": state,
                 "tasks": by_worker.get(row["id"], []),
+                "slots": row["slots"],
+                "slots_used": in_slots.get(row["id"], 0) if state == "running" else 0,
             }
         )
     return result

@@ -38,7 +38,7 @@ from taskstate.core.db import iso, utcnow
 from taskstate.core.errors import TaskstateError
 from taskstate.core.nesting import too_deep, too_deep_message
 from taskstate.core.states import State, is_terminal
-from taskstate.core.store import Guard, Outcome, Store, TransitionResult
+from taskstate.core.store import Guard, Outcome, Step, Store, TransitionResult
 from taskstate.runtime.asking import JobQuestions
 from taskstate.runtime.children import JobChildren, Slots
 from taskstate.runtime.context import (
@@ -55,6 +55,7 @@ from taskstate.runtime.lease import Lease
 from taskstate.runtime.output import JobOutput, PendingOutput, ProgressUpdate, store_outputs
 from taskstate.runtime.registry import JobRegistry, JobSpec, TaskKind
 from taskstate.runtime.restoration import restoration_of
+from taskstate.runtime.tracebacks import format_bounded
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,9 @@ class RunningJob:
         self.stop_reason: str | None = None
         self.hard_stop: asyncio.TimerHandle | None = None
         self.serving = False
-        #: The state this job last put its task in (a hint for the store's fast path).
-        self.state = State.PREPARING
+        #: The state this job last put its task in (a hint for the store's fast path):
+        #: `running` when the claim started it at once (no `prepare` hook).
+        self.state = State(row.get("state") or State.PREPARING)
         self._last_live = 0.0
         self._live_pending = False
         self._dirty = False
@@ -132,6 +134,9 @@ class RunningJob:
         self.questions = JobQuestions(self.task_id, self.guard, env.store, env.settings.max_pending_questions)
         # When this attempt entered each state, for the run report.
         self._entered: list[tuple[str, datetime]] = [("preparing", row["updated_at"])]
+        started: TransitionResult | None = row.get("started")
+        if started is not None and started.record is not None:
+            self._entered.append(("running", started.record.at))
         if not row.get("restoring") and row["attempt"] == 1:
             self._entered.insert(0, ("queued", row["created_at"]))
 
@@ -176,8 +181,10 @@ class RunningJob:
                 async with asyncio.timeout(timeout):
                     started = await self._restoration(spec) if restoring else {}
                     result = await self._phases(spec, started)
-            except TimeoutError:
-                await self._fail("timeout", f"timed out after {timeout:g} s", "TimeoutError")
+            except TimeoutError as exc:
+                # Where the job was when its time ran out (the cancelled await) is the traceback.
+                error = f"timed out after {timeout:g} s"
+                await self._fail("timeout", error, "TimeoutError", traceback=format_bounded(exc))
                 return
             await self._complete(result)
         except _Stop:
@@ -191,7 +198,8 @@ class RunningJob:
             await self._fail("restoration_refused", str(exc), type(exc).__name__, restoring=True)
         except Exception as exc:
             log.info("task %s failed: %r", self.task_id, exc)
-            await self._fail("error", str(exc) or type(exc).__name__, type(exc).__name__)
+            error = str(exc) or type(exc).__name__
+            await self._fail("error", error, type(exc).__name__, traceback=format_bounded(exc))
 
     async def _restoration(self, spec: JobSpec) -> dict[str, Any]:
         """What a re-queued task left behind (`ctx.restoration`), and how its run goes on.
@@ -252,7 +260,8 @@ class RunningJob:
         ctx = self.ctx
         if spec.prepare is not None:
             await spec.prepare(ctx, ctx.params)
-        await self._move(State.RUNNING, "started", started)
+        if self.state is not State.RUNNING:  # else the claim started it (no `prepare` hook)
+            await self._move(State.RUNNING, "started", started)
         ctx.lifecycle_phase = "running"
         result = await spec.run(ctx, ctx.params)
         if ctx.cancelled.is_set():
@@ -261,9 +270,11 @@ class RunningJob:
             if not ctx.stop_requested.is_set():
                 await self._move(State.STOPPING, "exited")  # the service ended by itself
             return result
-        await self._move(State.COLLECTING, "collecting")
-        ctx.lifecycle_phase = "collecting"
         if spec.collect is not None:
+            # Without a `collect`, nothing runs in between: `_complete` writes `collecting`
+            # and `completed` in one transaction.
+            await self._move(State.COLLECTING, "collecting")
+            ctx.lifecycle_phase = "collecting"
             result = await spec.collect(ctx, result)
         return result
 
@@ -281,12 +292,27 @@ class RunningJob:
             error = f"result is {size} bytes; the limit is {limit}"
             await self._fail("result_too_large", error, "ResultTooLarge")
             return
-        await self._move(State.COMPLETED, "completed", {"result": result, **self._final_fields()})
+        fields = {"result": result, **self._final_fields()}
+        if self.state is State.RUNNING:  # no `collect` hook: both in one transaction
+            completing = Step(State.COMPLETED, "completed", fields)
+            await self._move(State.COLLECTING, "collecting", then=[completing])
+        else:
+            await self._move(State.COMPLETED, "completed", fields)
 
-    async def _fail(self, reason: str, error: str, error_type: str, *, restoring: bool = False) -> None:
+    async def _fail(
+        self,
+        reason: str,
+        error: str,
+        error_type: str,
+        *,
+        restoring: bool = False,
+        traceback: str | None = None,
+    ) -> None:
+        """Fail the task; `traceback` (bounded) is written in the same transition as `error`."""
         fields = {
             "error": error,
             "error_type": error_type,
+            "traceback": traceback,
             "progress": self.ctx.progress_value,
             **self._final_fields(),
         }
@@ -340,8 +366,11 @@ class RunningJob:
             "system_info": self.env.system_info,
         }
 
-    async def _move(self, to: State, reason: str, fields: Mapping[str, Any] | None = None) -> None:
-        """One of this job's own transitions; raises `_Stop` when the task is no longer ours."""
+    async def _move(
+        self, to: State, reason: str, fields: Mapping[str, Any] | None = None, *, then: Sequence[Step] = ()
+    ) -> None:
+        """One of this job's own transitions (and the ones that follow it in the same
+        transaction); raises `_Stop` when the task is no longer ours."""
         if not is_terminal(to):
             fields = {**(fields or {}), "heartbeat_at": utcnow()}
 
@@ -356,6 +385,7 @@ class RunningJob:
                 guard=self.guard,
                 fields=fields,
                 expect_from=self.state,
+                then=then,
             )
 
         try:
@@ -371,9 +401,13 @@ class RunningJob:
         if result.outcome in (Outcome.REFUSED, Outcome.NOT_OWNER):
             self.ctx.cancelled.set()
             raise _Stop
-        self.state = to
-        if result.record is not None:
-            self._entered.append((to.value, result.record.at))
+        for applied in [result, *result.then]:
+            self.state = State(applied.to_state)
+            if applied.record is not None:
+                self._entered.append((applied.to_state, applied.record.at))
+        if len(result.then) < len(then):
+            log.error("task %s: only %d of the steps after -> %s applied", self.task_id, len(result.then), to)
+            raise _Stop
 
     # -- the JobContext's reporter ---------------------------------------------------------
 

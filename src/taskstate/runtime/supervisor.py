@@ -191,7 +191,7 @@ class Supervisor:
                     # After a stall, peers may think this instance lost and would orphan at
                     # once what it claims now: beat first.
                     await self.lease.confirm()
-                    rows = await self.store.claim(self.worker_id, free)
+                    rows = await self.store.claim(self.worker_id, free, starts_at_once=self._starts_at_once)
                     backoff = 0.1
                 except Exception:
                     log.exception("claiming failed; retrying in %.1fs", backoff)
@@ -207,6 +207,10 @@ class Supervisor:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_seconds)
+
+    def _starts_at_once(self, task_type: str) -> bool:
+        """Nothing of the job runs between `preparing` and `running`: no `prepare` hook."""
+        return task_type in self.env.registry and self.env.registry.get(task_type).prepare is None
 
     def _launch(self, row: Mapping[str, Any]) -> None:
         job = RunningJob(self.env, row)
@@ -353,7 +357,12 @@ class Supervisor:
 
     async def _register(self) -> None:
         await workers.register(
-            self.store, self.worker_id, host=socket.gethostname(), pid=os.getpid(), version=__version__
+            self.store,
+            self.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            version=__version__,
+            slots=self.settings.max_concurrent_tasks,
         )
 
     @property

@@ -188,10 +188,28 @@ class TaskPublic(BaseModel):
     )
 
 
+class TaskDetail(TaskPublic):
+    """A task read by itself: what lists and events show, and its traceback."""
+
+    traceback: str | None = Field(
+        description="A failed job's formatted traceback (the exception it raised, or where it was "
+        "when it timed out), at most 16,384 characters: a longer one keeps its first 4,096 and its "
+        "last characters around a `[... N characters of the traceback cut ...]` line. Null "
+        "otherwise; only in `GET /tasks/{id}`, not in lists or events."
+    )
+
+
 class TaskPage(BaseModel):
     items: list[TaskPublic]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end.")
-    total: int = Field(description="How many tasks match the filters, over all pages.")
+    total: int = Field(
+        description="How many tasks match the filters, over all pages: exact up to 10,000; "
+        "above that, on PostgreSQL, the planner's estimate (`total_is_estimate`)."
+    )
+    total_is_estimate: bool = Field(
+        description="`total` is PostgreSQL's estimate, not a count: more than 10,000 tasks match "
+        "and counting them exactly would read every one on every page."
+    )
 
 
 class TaskList(BaseModel):
@@ -356,6 +374,15 @@ class WorkerPublic(BaseModel):
     heartbeat_age_seconds: float
     state: WorkerState
     tasks: list[str] = Field(description="Ids of the non-terminal tasks it holds.")
+    slots: int | None = Field(
+        description="How many jobs it runs at once (its MAX_CONCURRENT_TASKS setting); null for an "
+        "instance registered before this field existed."
+    )
+    slots_used: int = Field(
+        description="How many of its slots its jobs take now: the tasks it holds in preparing, running, "
+        "collecting, serving or stopping, less those waiting for their children (which give their slot "
+        "up meanwhile), as of their last progress write. 0 for a stopped or lost instance."
+    )
 
 
 class WorkerList(BaseModel):

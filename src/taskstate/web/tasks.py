@@ -22,7 +22,7 @@ from taskstate.core.errors import (
     ValidationFailed,
 )
 from taskstate.core.maintenance import delete_finished_before, retention_cutoff
-from taskstate.core.payloads import task_payload
+from taskstate.core.payloads import task_detail_payload, task_payload
 from taskstate.core.reads import HistoryFilter
 from taskstate.core.states import CALL_TARGETS, Call, State, allows
 from taskstate.core.store import Outcome
@@ -39,6 +39,7 @@ from taskstate.web.schemas import (
     LogPage,
     TaskBatchCreate,
     TaskCreate,
+    TaskDetail,
     TaskList,
     TaskPage,
     TaskPublic,
@@ -235,8 +236,13 @@ async def list_tasks(
         parent_id=_optional_id(parent_id, "parent_id"),
         root_id=_optional_id(root_id, "root_id"),
     )
-    items, next_cursor, total = await services.reads.list_tasks(flt, limit=limit, cursor=cursor)
-    return {"items": items, "next_cursor": next_cursor, "total": total}
+    page = await services.reads.list_tasks(flt, limit=limit, cursor=cursor)
+    return {
+        "items": page.items,
+        "next_cursor": page.next_cursor,
+        "total": page.total,
+        "total_is_estimate": page.total_is_estimate,
+    }
 
 
 @router.get(
@@ -276,11 +282,12 @@ async def cleanup_tasks(
 @router.get(
     "/{task_id}",
     operation_id="get_task",
-    response_model=TaskPublic,
+    response_model=TaskDetail,
     responses=error_responses(401, 403, 404, 422),
 )
 async def get_task(task_id: str, services: ServicesDep, principal: ViewerDep) -> dict[str, Any]:
-    return task_payload(await owned_task(services, principal, task_id))
+    """The task, with the traceback of a failed job (which lists and events leave out)."""
+    return task_detail_payload(await owned_task(services, principal, task_id))
 
 
 @router.get(

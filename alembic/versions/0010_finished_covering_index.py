@@ -9,8 +9,8 @@ its covering index: about half the time at 100,000 tasks a window (bench: insigh
 The index is rebuilt: on PostgreSQL this holds writes to `tasks` while it builds (seconds
 per million finished tasks).
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-07
 """
 
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009"
-down_revision: str | None = "0008"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

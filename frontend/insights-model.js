@@ -90,3 +90,10 @@ export function queuePeaks(insights) {
   }
   return { depth, wait };
 }
+
+/** A duration for the charts: milliseconds under a second (a job's durations often are), else as elsewhere. */
+export function formatSeconds(seconds, formatDuration) {
+  if (seconds === null || seconds === undefined || Number.isNaN(seconds)) return '—';
+  if (seconds < 1) return `${Number((seconds * 1000).toPrecision(3))} ms`;
+  return formatDuration(seconds);
+}

@@ -12,6 +12,7 @@ import {
   WINDOWS,
   choicesQuery,
   durationBars,
+  formatSeconds,
   outcomeBars,
   queueColumns,
   queuePeaks,
@@ -61,7 +62,8 @@ function categoryAxis(c, names) {
 }
 
 const count = (_u, v) => (v === null || v === undefined ? '—' : formatNumber(v));
-const secondsValue = (_u, v) => (v === null || v === undefined ? '—' : formatDuration(v));
+const seconds = (v) => formatSeconds(v, formatDuration);
+const secondsValue = (_u, v) => seconds(v);
 
 export class InsightsPage extends HTMLElement {
   #query = new URLSearchParams();
@@ -98,7 +100,7 @@ export class InsightsPage extends HTMLElement {
     this.#loadTypes();
     this.#load();
     this.#timer = setInterval(() => this.#load(), REFRESH_MS);
-    this.#resize.observe(this);
+    this.#resize.observe(this.#figures.throughput); // a block: the charts take its width
   }
 
   disconnectedCallback() {
@@ -185,13 +187,13 @@ export class InsightsPage extends HTMLElement {
     this.dataset.until = insights.until;
     const sum = totals(insights);
     const peaks = queuePeaks(insights);
-    const tile = (key, label, value) => [h('dt', {}, label), h('dd', { dataset: { total: key } }, value)];
+    const tile = (key, label, value) => h('div', {}, h('dt', {}, label), h('dd', { dataset: { total: key } }, value));
     replaceChildren(this.#summary,
       tile('finished', 'Finished', formatNumber(sum.finished)),
-      ...OUTCOMES.map((o) => tile(o, o[0].toUpperCase() + o.slice(1), formatNumber(sum[o]))),
+      OUTCOMES.map((o) => tile(o, o[0].toUpperCase() + o.slice(1), formatNumber(sum[o]))),
       tile('success', 'Success rate', sum.successRate === null ? '—' : formatPercent(sum.successRate)),
       tile('depth', 'Deepest queue', formatNumber(peaks.depth)),
-      tile('wait', 'Longest wait', peaks.wait === null ? '—' : formatDuration(peaks.wait)));
+      tile('wait', 'Longest wait', seconds(peaks.wait)));
     this.#renderTable(insights);
     const c = palette();
     const width = this.#width();
@@ -229,7 +231,7 @@ export class InsightsPage extends HTMLElement {
       width,
       height: HEIGHT,
       scales: { x: { time: false, range: [-0.5, Math.max(durations.types.length, 1) - 0.5] }, y: { range: (_u, _min, max) => [0, Math.max(0.001, max)] } },
-      axes: [categoryAxis(c, durations.types), axis(c, { values: (_u, splits) => splits.map((s) => formatDuration(s)), size: 70 })],
+      axes: [categoryAxis(c, durations.types), axis(c, { values: (_u, splits) => splits.map(seconds), size: 70 })],
       cursor: { points: { show: false } },
       series: [
         { value: (_u, v) => durations.types[v] ?? '' },
@@ -243,7 +245,7 @@ export class InsightsPage extends HTMLElement {
       axes: [
         axis(c),
         axis(c, { scale: 'depth' }),
-        axis(c, { scale: 'wait', side: 1, grid: { show: false }, values: (_u, splits) => splits.map((s) => formatDuration(s)), size: 70 }),
+        axis(c, { scale: 'wait', side: 1, grid: { show: false }, values: (_u, splits) => splits.map(seconds), size: 70 }),
       ],
       series: [
         {},
@@ -268,7 +270,7 @@ export class InsightsPage extends HTMLElement {
         h('th', { scope: 'row', 'data-label': 'Type' }, row.type),
         ...OUTCOMES.map((o) => cell(o, formatNumber(row[o]), o)),
         cell('Success', formatPercent((100 * row.completed) / finished), 'success'),
-        ...PERCENTILES.map((p) => cell(p, d ? formatDuration(d[`${p}_seconds`]) : '—', p)));
+        ...PERCENTILES.map((p) => cell(p, d ? seconds(d[`${p}_seconds`]) : '—', p)));
     }));
   }
 

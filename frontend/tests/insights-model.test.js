@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import {
   choicesQuery,
   durationBars,
+  formatSeconds,
   outcomeBars,
   queueColumns,
   queuePeaks,
@@ -78,4 +79,13 @@ test('durations by type, and the queue', () => {
   assert.deepEqual([depth, avg, max], [[4, 0], [0.5, null], [2, null]]);
   assert.deepEqual(queuePeaks(ANSWER), { depth: 4, wait: 2 });
   assert.deepEqual(queuePeaks({ queue: [] }), { depth: 0, wait: null });
+});
+
+test('durations under a second in milliseconds', () => {
+  const plain = (s) => `${s} s`;
+  assert.equal(formatSeconds(0.0123, plain), '12.3 ms');
+  assert.equal(formatSeconds(0.5, plain), '500 ms');
+  assert.equal(formatSeconds(0, plain), '0 ms');
+  assert.equal(formatSeconds(42, plain), '42 s');
+  assert.equal(formatSeconds(null, plain), '—');
 });

@@ -77,10 +77,23 @@ async def test_insights_page_draws_the_charts_of_what_ran(ui: BrowserPage, api: 
 
     # A type filter goes into the address and narrows every number.
     await page.locator("ts-insights-page select[name=type]").select_option("demo.fail")
-    await page.wait_for_function("location.hash === '#/insights?type=demo.fail'")
+    await page.wait_for_function("() => location.hash === '#/insights?type=demo.fail'")
     await page.locator('[data-total="completed"]').filter(has_text="0").wait_for()
     assert await page.locator('[data-total="failed"]').text_content() == str(by_type["demo.fail"]["failed"])
     assert await page.locator("ts-insights-page .insights-table tbody tr").count() == 1
     for key in CHARTS:
         await page.wait_for_function(DRAWN, arg=key, timeout=15_000)
+
+    # At a phone's width the charts follow the page: nothing scrolls sideways.
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await page.wait_for_function(
+        "() => [...document.querySelectorAll('ts-insights-page .uplot')]"
+        ".every((c) => c.getBoundingClientRect().right <= 390)"
+    )
+    wide = await page.evaluate(
+        "() => [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > 391)"
+        ".slice(0, 8).map((e) => `${e.tagName} ${Math.round(e.getBoundingClientRect().right)}`)"
+    )
+    assert await page.evaluate("() => document.documentElement.scrollWidth") <= 390, wide
+    await page.screenshot(path=SCREENS / "insights-phone.png", full_page=True)
     assert page_errors(ui) == []

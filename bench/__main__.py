@@ -46,6 +46,7 @@ SCENARIOS = [
     "fanout",
     "api_latency",
     "history",
+    "insights",
     "claim",
     "recovery",
     "memory",
@@ -72,6 +73,8 @@ class Sizes:
     history_rows: int = 1_000_000
     history_samples: int = 20
     history_deep_pages: int = 50
+    insights_rows: int = 1_000_000
+    insights_samples: int = 20
     claim_blocked: int = 100_000
     claim_rounds: int = 50
     memory_queued: int = 10_000
@@ -97,6 +100,8 @@ class Sizes:
             history_rows=20_000,
             history_samples=5,
             history_deep_pages=5,
+            insights_rows=20_000,
+            insights_samples=5,
             claim_blocked=5_000,
             claim_rounds=10,
             memory_queued=1_000,
@@ -260,6 +265,7 @@ def table(report: dict[str, Any]) -> str:
         ("Fan-out to idle subscribers", lambda k: k.startswith("fanout.")),
         ("API under concurrent clients", lambda k: k.startswith("api.")),
         ("History at scale (PostgreSQL)", lambda k: k.startswith("history.")),
+        ("Insights at scale (PostgreSQL)", lambda k: k.startswith("insights.")),
         ("Claim among blocked tasks (PostgreSQL)", lambda k: k.startswith("claim.")),
         ("Recovery after SIGKILL", lambda k: k.startswith("recovery.")),
         ("Memory", lambda k: k.startswith("memory.")),
@@ -366,6 +372,7 @@ def machine() -> dict[str, Any]:
 async def run(args: argparse.Namespace, sizes: Sizes, workdir: Path) -> dict[str, Any]:
     from bench import claim as claim_mod
     from bench import history as history_mod
+    from bench import insights as insights_mod
     from bench import latency, memory, physical, recovery
 
     results = Results()
@@ -519,6 +526,13 @@ async def run(args: argparse.Namespace, sizes: Sizes, workdir: Path) -> dict[str
             )
         else:
             results.skip("history", "PostgreSQL only")
+    if "insights" in only:
+        if pg:
+            await insights_mod.insights(
+                results, workdir, total=sizes.insights_rows, samples=sizes.insights_samples
+            )
+        else:
+            results.skip("insights", "PostgreSQL only")
     if "claim" in only:
         if pg:
             await claim_mod.claim(results, workdir, blocked=sizes.claim_blocked, rounds=sizes.claim_rounds)

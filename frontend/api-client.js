@@ -151,6 +151,16 @@ export class ApiClient {
 
   async taskTypes() { return (await this.request('GET', '/api/v2/task-types')).items ?? []; }
 
+  /** GET /api/v2/insights: aggregates of a window, for charts (since, until, window, interval, type). */
+  insights(query = {}) {
+    const params = new URLSearchParams();
+    for (const key of ['since', 'until', 'window', 'interval', 'type']) {
+      if (query[key] !== undefined && query[key] !== null && query[key] !== '') params.set(key, String(query[key]));
+    }
+    const text = params.toString();
+    return this.request('GET', `/api/v2/insights${text ? `?${text}` : ''}`);
+  }
+
   async workers() { return (await this.request('GET', '/api/v2/workers')).items ?? []; }
 
   async questions() { return (await this.request('GET', '/api/v2/questions')).items ?? []; }

@@ -7,6 +7,7 @@ import { setManager } from './context.js';
 import { registerDashboardPage } from './dashboard-page.js';
 import { registerDependencyGraph } from './dependency-graph.js';
 import { registerHistoryPage } from './history-page.js';
+import { registerInsightsPage } from './insights-page.js';
 import { registerQuestionsPage } from './questions-page.js';
 import { registerRecentTasks } from './recent-tasks.js';
 import { registerResetButton } from './reset-button.js';
@@ -52,7 +53,7 @@ for (const register of [
   registerConnectionIndicator, registerAnnouncer, registerResetButton, registerDashboardPage,
   registerHistoryPage, registerTaskPage, registerWorkersPage, registerTaskTree, registerTaskGroup,
   registerDependencyGraph, registerTaskWorkflow, registerQuestionsPage, registerScheduleForm,
-  registerSchedulesPage,
+  registerSchedulesPage, registerInsightsPage,
 ]) {
   register();
 }

@@ -1,5 +1,5 @@
 // Hash routing: #/ (dashboard), #/history?filters, #/tasks/<id>, #/questions, #/schedules,
-// #/workers. A hash that does
+// #/insights?window, #/workers. A hash that does
 // not start with "#/" (a skip link's #main) leaves the current view alone.
 
 const ROUTES = [
@@ -7,6 +7,7 @@ const ROUTES = [
   { name: 'history', pattern: /^\/history\/?$/, tag: 'ts-history-page', title: 'History', nav: '#/history' },
   { name: 'questions', pattern: /^\/questions\/?$/, tag: 'ts-questions-page', title: 'Questions', nav: '#/questions' },
   { name: 'schedules', pattern: /^\/schedules\/?$/, tag: 'ts-schedules-page', title: 'Schedules', nav: '#/schedules' },
+  { name: 'insights', pattern: /^\/insights\/?$/, tag: 'ts-insights-page', title: 'Insights', nav: '#/insights' },
   { name: 'workers', pattern: /^\/workers\/?$/, tag: 'ts-workers-page', title: 'Workers', nav: '#/workers' },
   { name: 'task', pattern: /^\/tasks\/([^/]+)\/?$/, tag: 'ts-task-page', title: 'Task', nav: null },
 ];
@@ -57,7 +58,7 @@ export class Router {
     }
     const view = document.createElement(route.tag);
     if (route.name === 'task') view.setAttribute('task-id', params[0]);
-    if (route.name === 'history') view.query = query;
+    if (route.name === 'history' || route.name === 'insights') view.query = query;
     this.#outlet.replaceChildren(view);
     this.#current = view;
     this.#currentKey = key;

@@ -192,6 +192,43 @@ export interface TaskType {
   readonly kind: 'batch' | 'service';
 }
 
+/** What GET /api/v2/insights takes: any two of since, until and window; durations like `90s`, `15m`, `24h`, `7d`. */
+export interface InsightsQuery {
+  readonly since?: string;
+  readonly until?: string;
+  readonly window?: string;
+  readonly interval?: string;
+  readonly type?: string;
+}
+
+/** Aggregates of the window [since, until), in buckets of `interval_seconds` (README: Insights). */
+export interface Insights {
+  readonly since: string;
+  readonly until: string;
+  readonly interval_seconds: number;
+  readonly type: string | null;
+  /** Tasks that finished in each bucket, by end state. */
+  readonly throughput: readonly { readonly start: string; readonly completed: number; readonly failed: number; readonly cancelled: number }[];
+  readonly by_type: readonly { readonly type: string; readonly completed: number; readonly failed: number; readonly cancelled: number }[];
+  /** Nearest-rank percentiles of finished_at - started_at, in seconds. */
+  readonly durations: readonly {
+    readonly type: string;
+    readonly count: number;
+    readonly p50_seconds: number;
+    readonly p95_seconds: number;
+    readonly p99_seconds: number;
+  }[];
+  /** The queue: depth at each bucket's end, arrivals, starts and their waits. */
+  readonly queue: readonly {
+    readonly start: string;
+    readonly depth: number;
+    readonly arrived: number;
+    readonly started: number;
+    readonly wait_avg_seconds: number | null;
+    readonly wait_max_seconds: number | null;
+  }[];
+}
+
 export interface Worker {
   readonly id: string;
   readonly host: string;
@@ -424,6 +461,8 @@ export declare class TaskStateManager {
   getJobHistory(options?: HistoryOptions): Promise<TaskPage>;
   getTaskTypes(): Promise<TaskType[]>;
   getWorkers(): Promise<Worker[]>;
+  /** Aggregates of a window (GET /api/v2/insights): throughput, outcomes and durations by type, the queue. */
+  getInsights(query?: InsightsQuery): Promise<Insights>;
   getQuestions(): Promise<InboxQuestion[]>;
   /** The tree whose top is `rootId`, oldest first. */
   getTaskTree(rootId: string): Promise<Task[]>;

@@ -241,6 +241,9 @@ export class TaskStateManager extends Emitter {
 
   getWorkers() { return this.#api.workers(); }
 
+  /** GET /api/v2/insights: `{ window: '6h', interval: '5m', type }` or `{ since, until, … }`. */
+  getInsights(query = {}) { return this.#api.insights(query); }
+
   /** Every pending question of every task (GET /api/v2/questions), with task_id and task_name. */
   getQuestions() { return this.#api.questions(); }
 

@@ -32,6 +32,7 @@ ROUTES: list[tuple[str, str, Any, str | None]] = [
     ("GET", "/api/v2/tasks/{task}/transitions", None, "viewer"),
     ("GET", "/api/v2/tasks/{task}/logs", None, "viewer"),
     ("GET", "/api/v2/questions", None, "viewer"),
+    ("GET", "/api/v2/insights", None, "viewer"),
     ("POST", "/api/v2/tasks", {"type": "demo.noop"}, "operator"),
     ("POST", "/api/v2/tasks/batch", {"tasks": [{"type": "demo.noop"}]}, "operator"),
     ("POST", "/api/v2/tasks/{task}/cancel", None, "operator"),

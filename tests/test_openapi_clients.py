@@ -37,6 +37,7 @@ STABLE_OPERATION_IDS = {
     "retry_task",
     "answer_question",
     "list_questions",
+    "get_insights",
     "cleanup_tasks",
     "reset",
     "list_workers",

@@ -145,6 +145,7 @@ DECLARED_SCHEMAS = {
     "TaskPage": "TaskPage",
     "TransitionRow": "TransitionPublic",
     "LogLine": "LogLine",
+    "Insights": "Insights",
 }
 
 

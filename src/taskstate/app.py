@@ -35,7 +35,7 @@ from taskstate.runtime.context import JobLogHandler
 from taskstate.runtime.registry import JobRegistry
 from taskstate.runtime.runner import new_worker_id
 from taskstate.runtime.supervisor import Supervisor
-from taskstate.web import admin, schedules, tasks
+from taskstate.web import admin, insights, schedules, tasks
 from taskstate.web.auth import RevocationWatch
 from taskstate.web.deps import Services
 from taskstate.web.error_responses import (
@@ -320,6 +320,7 @@ def build_app(
     app.include_router(tasks.router)
     app.include_router(admin.router)
     app.include_router(schedules.router)
+    app.include_router(insights.router)
     app.include_router(ws_router)
     for route in app.routes:
         if isinstance(route, APIRoute):

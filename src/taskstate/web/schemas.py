@@ -444,3 +444,58 @@ class ErrorBody(BaseModel):
 
     error: str
     detail: str
+
+
+class ThroughputBucket(BaseModel):
+    """Tasks that finished in one bucket `[start, start + interval)`, by end state."""
+
+    start: datetime
+    completed: int
+    failed: int
+    cancelled: int
+
+
+class TypeOutcomes(BaseModel):
+    """How the tasks of one type that finished in the window ended."""
+
+    type: str
+    completed: int
+    failed: int
+    cancelled: int
+
+
+class TypeDurations(BaseModel):
+    """Nearest-rank percentiles of `finished_at - started_at`, in seconds, over the tasks of
+    one type that finished in the window after starting (`count` of them)."""
+
+    type: str
+    count: int
+    p50_seconds: float
+    p95_seconds: float
+    p99_seconds: float
+
+
+class QueueBucket(BaseModel):
+    """The queue in one bucket: time in the queue runs from `created_at` to the first start
+    (or to the end, for a task cancelled while queued)."""
+
+    start: datetime
+    depth: int = Field(description="Tasks in the queue at the bucket's end.")
+    arrived: int = Field(description="Tasks created in the bucket.")
+    started: int = Field(description="Tasks that started in the bucket.")
+    wait_avg_seconds: float | None = Field(description="Mean wait of the tasks that started in it.")
+    wait_max_seconds: float | None = Field(description="Longest wait of the tasks that started in it.")
+
+
+class Insights(BaseModel):
+    """Aggregates of one window `[since, until)`, cut into buckets of `interval_seconds`
+    (aligned to multiples of it since the Unix epoch)."""
+
+    since: datetime
+    until: datetime
+    interval_seconds: int
+    type: str | None = Field(description="The type filter, if any.")
+    throughput: list[ThroughputBucket]
+    by_type: list[TypeOutcomes]
+    durations: list[TypeDurations]
+    queue: list[QueueBucket]

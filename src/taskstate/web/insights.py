@@ -103,7 +103,7 @@ def window_of(
     "/api/v2/insights",
     operation_id="get_insights",
     response_model=InsightsModel,
-    responses=error_responses(401, 403, 422),
+    responses=error_responses(401, 422, 503),
 )
 async def get_insights(
     services: ServicesDep,

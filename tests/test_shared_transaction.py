@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -41,6 +42,21 @@ async def running_tasks(store: Store, n: int) -> list[tuple[str, Guard]]:
     return out
 
 
+async def collect_and_complete(
+    store: Store, task_id: str, guard: Guard, result: Any = None
+) -> TransitionResult:
+    """What a job without a `collect` hook writes: `collecting`, then `completed`, in one go."""
+    return await store.transition(
+        task_id,
+        State.COLLECTING,
+        reason="collecting",
+        actor="w",
+        guard=guard,
+        expect_from=State.RUNNING,
+        then=[Step(State.COMPLETED, "completed", {"result": result})],
+    )
+
+
 async def states_in_database(store: Store, ids: list[str]) -> dict[str, str]:
     async with store.db.reader.connect() as conn:
         rows = await conn.execute(sa.select(tasks.c.id, tasks.c.state).where(tasks.c.id.in_(ids)))
@@ -67,17 +83,7 @@ async def test_shared_transitions_are_published_in_seq_order_and_only_after_the_
 
         # All submitted in one loop turn: one batch, one transaction, held open by the last op.
         finishing = [
-            asyncio.create_task(
-                store.transition(
-                    task_id,
-                    State.COLLECTING,
-                    reason="collecting",
-                    actor="w",
-                    guard=guard,
-                    expect_from=State.RUNNING,
-                    then=[Step(State.COMPLETED, "completed", {"result": {"i": i}})],
-                )
-            )
+            asyncio.create_task(collect_and_complete(store, task_id, guard, {"i": i}))
             for i, (task_id, guard) in enumerate(running)
         ]
         holder = asyncio.create_task(store.write(hold_the_transaction_open))
@@ -123,15 +129,7 @@ async def test_a_shared_transition_that_is_refused_takes_no_step_after_it(databa
         [(task_id, guard)] = await running_tasks(store, 1)
         cancelled = await store.transition(task_id, State.CANCELLED, reason="cancelled", actor="user")
         assert cancelled.applied
-        late = await store.transition(
-            task_id,
-            State.COLLECTING,
-            reason="collecting",
-            actor="w",
-            guard=guard,
-            expect_from=State.RUNNING,
-            then=[Step(State.COMPLETED, "completed", {"result": 1})],
-        )
+        late = await collect_and_complete(store, task_id, guard, 1)
         assert not late.applied and late.then == []
         assert (await states_in_database(store, [task_id]))[task_id] == "cancelled"
         async with store.db.reader.connect() as conn:
@@ -157,20 +155,7 @@ async def test_a_shared_transaction_that_fails_publishes_nothing(database_url: s
                 poisoned["armed"] = False
                 await wb.conn.execute(sa.text("SELECT * FROM no_such_table_" + uuid.uuid4().hex[:6]))
 
-        finishing = [
-            asyncio.create_task(
-                store.transition(
-                    task_id,
-                    State.COLLECTING,
-                    reason="collecting",
-                    actor="w",
-                    guard=guard,
-                    expect_from=State.RUNNING,
-                    then=[Step(State.COMPLETED, "completed", {})],
-                )
-            )
-            for task_id, guard in running
-        ]
+        finishing = [asyncio.create_task(collect_and_complete(store, t, g)) for t, g in running]
         failing = asyncio.create_task(store.write(fail_once))
         results = await asyncio.gather(*finishing)
         await failing  # retried alone, it passes the second time

@@ -48,6 +48,7 @@ SCENARIOS = [
     "history",
     "insights",
     "claim",
+    "pickup",
     "recovery",
     "memory",
 ]
@@ -79,6 +80,9 @@ class Sizes:
     claim_rounds: int = 50
     memory_queued: int = 10_000
     memory_subscribers: int = 1_000
+    #: Pickup latency: tasks sent at a steady rate for this many seconds.
+    pickup_rate: float = 200
+    pickup_seconds: float = 10
     scaleout_instances: tuple[int, ...] = (2, 3)
     #: Scale-out runs in the first repetitions only (each 3-instance run costs minutes).
     scaleout_repeat: int = 1
@@ -106,6 +110,8 @@ class Sizes:
             claim_rounds=10,
             memory_queued=1_000,
             memory_subscribers=100,
+            pickup_rate=50,
+            pickup_seconds=2,
             scaleout_instances=(2,),
         )
 
@@ -163,6 +169,18 @@ RATIOS = [
         "physical.sqlite.batched_rows_per_s",
     ),
     (
+        "ratio.postgres.pickup_p50_over_procrastinate",
+        "pickup latency p50, taskstate (PostgreSQL) / Procrastinate",
+        "pickup.taskstate.postgres.p50_ms",
+        "pickup.procrastinate.postgres.p50_ms",
+    ),
+    (
+        "ratio.postgres.pickup_p99_over_procrastinate",
+        "pickup latency p99, taskstate (PostgreSQL) / Procrastinate",
+        "pickup.taskstate.postgres.p99_ms",
+        "pickup.procrastinate.postgres.p99_ms",
+    ),
+    (
         "ratio.postgres.scaleout_2_over_1",
         "2 instances / 1 instance, tasks/s",
         "scaleout.postgres.2.tasks_per_s",
@@ -182,6 +200,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "ratio.sqlite.taskstate_over_procrastinate": (">=", 2),
     "ratio.postgres.taskstate_over_pgqueuer": (">=", 1),
     "ratio.postgres.transitions_over_pgbench": (">=", 1),
+    "ratio.postgres.pickup_p50_over_procrastinate": ("<=", 1),
+    "ratio.postgres.pickup_p99_over_procrastinate": ("<=", 1),
     "ws_latency.postgres.1.p99_ms": ("<=", 10),
     "ws_latency.sqlite.1.p99_ms": ("<=", 10),
     "ws_latency.postgres.1000.p99_ms": ("<=", 50),
@@ -266,6 +286,7 @@ def table(report: dict[str, Any]) -> str:
         ("API under concurrent clients", lambda k: k.startswith("api.")),
         ("History at scale (PostgreSQL)", lambda k: k.startswith("history.")),
         ("Insights at scale (PostgreSQL)", lambda k: k.startswith("insights.")),
+        ("Pickup latency: send → the job's code starts, steady rate", lambda k: k.startswith("pickup.")),
         ("Claim among blocked tasks (PostgreSQL)", lambda k: k.startswith("claim.")),
         ("Recovery after SIGKILL", lambda k: k.startswith("recovery.")),
         ("Memory", lambda k: k.startswith("memory.")),
@@ -373,7 +394,7 @@ async def run(args: argparse.Namespace, sizes: Sizes, workdir: Path) -> dict[str
     from bench import claim as claim_mod
     from bench import history as history_mod
     from bench import insights as insights_mod
-    from bench import latency, memory, physical, recovery
+    from bench import latency, memory, physical, pickup, recovery
 
     results = Results()
     only = set(args.only)
@@ -538,6 +559,14 @@ async def run(args: argparse.Namespace, sizes: Sizes, workdir: Path) -> dict[str
             await claim_mod.claim(results, workdir, blocked=sizes.claim_blocked, rounds=sizes.claim_rounds)
         else:
             results.skip("claim", "PostgreSQL only")
+    if "pickup" in only:
+        n = max(20, int(sizes.pickup_rate * sizes.pickup_seconds))
+        for rep in range(sizes.repeat):
+            log(f"pickup: {n} tasks at {sizes.pickup_rate:g}/s, repetition {rep + 1} of {sizes.repeat}")
+            for backend in backends:
+                await pickup.taskstate_pickup(results, workdir, backend, rate=sizes.pickup_rate, n=n)
+            if pg and procrastinate_ok:
+                await pickup.procrastinate_pickup(results, workdir, rate=sizes.pickup_rate, n=n)
     if "recovery" in only:
         for _ in range(sizes.repeat):
             for backend in backends:

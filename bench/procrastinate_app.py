@@ -10,7 +10,11 @@ import sys
 
 import procrastinate
 
+from bench.stamp import stamp
+
 TASK_NAME = "bench.noop"
+#: Writes when its code started, like taskstate's `bench.stamp` (bench/pickup_jobs.py).
+STAMP_TASK_NAME = "bench.stamp"
 
 
 def make_app(dsn: str) -> procrastinate.App:
@@ -19,6 +23,10 @@ def make_app(dsn: str) -> procrastinate.App:
     @app.task(name=TASK_NAME)
     async def noop() -> None:
         """Does nothing, like taskstate's demo.noop."""
+
+    @app.task(name=STAMP_TASK_NAME)
+    async def stamp_start(key: str) -> None:
+        stamp(key)
 
     return app
 

@@ -24,7 +24,7 @@ def test_bench_quick_smoke(tmp_path: Path) -> None:
         "bench",
         "--quick",
         "--only",
-        "e2e,ws_latency",
+        "e2e,ws_latency,pickup",
         "--ws-counts",
         "1",
         "--json",
@@ -35,6 +35,7 @@ def test_bench_quick_smoke(tmp_path: Path) -> None:
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=110)
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr[-4000:]}"
     assert "End-to-end throughput" in done.stdout
+    assert "Pickup latency" in done.stdout
 
     report = json.loads(out.read_text())
     assert {"meta", "metrics", "ratios", "skipped", "targets"} <= set(report)
@@ -50,6 +51,8 @@ def test_bench_quick_smoke(tmp_path: Path) -> None:
             f"e2e.taskstate.{backend}.worker_cpu_ms_per_task",
             f"ws_latency.{backend}.1.p50_ms",
             f"ws_latency.{backend}.1.p99_ms",
+            f"pickup.taskstate.{backend}.p50_ms",
+            f"pickup.taskstate.{backend}.p99_ms",
         ]
     metrics = report["metrics"]
     missing = [k for k in expected if k not in metrics]

@@ -71,6 +71,8 @@ class HistoryFilter:
     trigger_source: str | None = None
     parent_id: str | None = None
     root_id: str | None = None
+    #: Only tasks whose id starts with this (lowercase hex, maybe with the UUID's hyphens).
+    id_prefix: str | None = None
 
 
 def encode_cursor(created_at: datetime, task_id: str) -> str:
@@ -86,6 +88,22 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         return datetime.fromisoformat(created).astimezone(UTC), str(uuid.UUID(task_id))
     except (ValueError, TypeError, AttributeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise ValidationFailed("cursor is not one this server issued", field="cursor") from exc
+
+
+def id_prefix_conditions(prefix: str) -> list[sa.ColumnElement[bool]]:
+    """`id` starts with `prefix`, as a range of the primary key: `id >= prefix AND id < next`,
+    where `next` is the prefix up to its last digit below f, that digit one higher (`1a2f` ->
+    `1a3`).
+
+    The bounds end in a hex digit (never a hyphen), so that the range holds in a collation
+    that ignores hyphens too; the LIKE is exact in any collation, on the range's few rows.
+    """
+    stem = prefix.rstrip("-")
+    conditions = [tasks.c.id.startswith(prefix, autoescape=True), tasks.c.id >= stem]
+    digits = stem.rstrip("f-")  # `1a2f-f` -> `1a2`: the carry goes past f's and hyphens
+    if digits:  # else every id from `stem` on is past it (`ffff…`)
+        conditions.append(tasks.c.id < digits[:-1] + format(int(digits[-1], 16) + 1, "x"))
+    return conditions
 
 
 class TaskReads:
@@ -144,6 +162,8 @@ class TaskReads:
             conditions.append(tasks.c.name.icontains(flt.q, autoescape=True))
         if flt.owner is not None:
             conditions.append(tasks.c.owner == flt.owner)
+        if flt.id_prefix:
+            conditions.extend(id_prefix_conditions(flt.id_prefix))
         after: list[sa.ColumnElement[bool]] = []
         if cursor:
             created, last_id = decode_cursor(cursor)

@@ -50,6 +50,9 @@ from taskstate.web.schemas import (
 
 router = APIRouter(prefix="/api/v2/tasks", tags=["tasks"])
 
+#: What the start of a task id (a UUID) can look like.
+ID_PREFIX = r"^[0-9a-fA-F][0-9a-fA-F-]*$"
+
 IDEMPOTENCY_CONFLICT = error_responses(
     409,
     described={
@@ -224,6 +227,17 @@ async def list_tasks(
     trigger_source: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
     parent_id: Annotated[str | None, Query(max_length=64, description="Children of this task.")] = None,
     root_id: Annotated[str | None, Query(max_length=64, description="The whole tree of this task.")] = None,
+    id_prefix: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=36,
+            pattern=ID_PREFIX,
+            description="Only tasks whose id starts with this (a hex digit, then hex digits and "
+            "hyphens, any case): "
+            "how the command line finds the task of a short id. An index range, cheap at any size.",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
@@ -239,6 +253,7 @@ async def list_tasks(
         trigger_source=trigger_source,
         parent_id=_optional_id(parent_id, "parent_id"),
         root_id=_optional_id(root_id, "root_id"),
+        id_prefix=id_prefix.lower() if id_prefix else None,
     )
     page = await services.reads.list_tasks(flt, limit=limit, cursor=cursor)
     return {

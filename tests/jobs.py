@@ -89,6 +89,14 @@ class SoakParams(BaseModel):
     delay: float = Field(0.1, ge=0)
 
 
+class ChatterParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lines: int = Field(50, ge=0)
+    delay: float = Field(0.05, ge=0)
+    fail: bool = False
+
+
 class DepthParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -369,6 +377,24 @@ def register(registry: JobRegistry) -> None:
         except ValueError:
             logging.getLogger("userjob.sub").exception("with a traceback")
         return params.updates
+
+    @registry.job("test.chatter", params=ChatterParams)
+    async def chatter(ctx: JobContext, params: ChatterParams) -> int:
+        """Logs `lines` lines naming its task, `delay` apart (then fails, if asked to)."""
+        for i in range(1, params.lines + 1):
+            ctx.log(f"{ctx.task_id} line {i}")
+            ctx.progress(100 * i / max(1, params.lines), f"line {i}")
+            await ctx.sleep(params.delay)
+        if params.fail:
+            raise RuntimeError("chatter failed on purpose")
+        return params.lines
+
+    @registry.job("test.ask_two", params=EchoParams)
+    async def ask_two(ctx: JobContext, params: EchoParams) -> list[Any]:
+        """Asks two questions at once and completes with both answers."""
+        first = ctx.ask("first?", choices=["yes", "no"], key="first")
+        second = ctx.ask("second?", choices=["1", "2"], key="second")
+        return list(await asyncio.gather(first, second))
 
     registry.job("test.slow_prepare", params=SleepParams, prepare=_sleep_in_prepare)(_nothing)
     registry.job("test.slow_collect", params=SleepParams, collect=_sleep_in_collect)(_nothing)

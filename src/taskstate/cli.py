@@ -1,4 +1,7 @@
-"""The `taskstate` command: run the service, migrate, manage tokens, and drive a server."""
+"""The `taskstate` command: run the service, migrate, manage tokens, and drive a server.
+
+The client commands' connection options (--url, --token, --json, --timeout) may come
+before the command as well as after it: `taskstate --url X tasks`."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from taskstate import __version__
+from taskstate.client.command_line import add_connection_options
 from taskstate.client.commands import add_client_commands
 from taskstate.token_cli import add_token_commands
 
@@ -89,10 +93,23 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    try:
+        print(shtab.complete(build_parser(), shell=args.shell, root_prefix="taskstate"))
+    except BrokenPipeError:  # `taskstate completion bash | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="taskstate", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="taskstate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"taskstate {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    add_connection_options(parser, defaults=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = commands.add_parser("serve", help="run the API, the UI and the supervisor")
     serve.add_argument("--host", help="bind address (TASKSTATE_HOST, default 127.0.0.1)")
@@ -114,6 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=_migrate)
     add_client_commands(commands)
     add_token_commands(commands)
+
+    completion = commands.add_parser(
+        "completion",
+        help="print a shell completion script: bash, zsh or tcsh",
+        description="Print a completion script for SHELL. bash: "
+        "`taskstate completion bash > ~/.local/share/bash-completion/completions/taskstate`; "
+        'zsh: `taskstate completion zsh > "${fpath[1]}/_taskstate"`.',
+    )
+    completion.add_argument("shell", metavar="SHELL", choices=["bash", "zsh", "tcsh"])
+    completion.set_defaults(func=_completion)
     return parser
 
 

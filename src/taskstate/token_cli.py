@@ -84,7 +84,10 @@ def add_token_commands(commands: Any) -> None:
     ):
         parser = actions.add_parser(name, help=helptext)
         parser.add_argument("--database-url", help="overrides DATABASE_URL")
-        parser.add_argument("--json", action="store_true", help="machine-readable output")
+        # No default here: `taskstate --json token list` keeps the --json given before.
+        parser.add_argument(
+            "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+        )
         if name == "create":
             parser.add_argument("--name", required=True, help="who it is for; tasks record it as their owner")
             parser.add_argument("--role", required=True, choices=[r.value for r in auth.Role])

@@ -11,19 +11,24 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+
 from taskstate.client.http import DEFAULT_URL, Client, ClientError, Json, ServerUnreachable
+from taskstate.client.ids import AmbiguousId
 from taskstate.client.watch import DEFAULT_RECONNECT_SECONDS
 from taskstate.core.states import State
 
 EXIT_OK = 0
 EXIT_SERVER_ERROR = 1
+EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_TASK_UNSUCCESSFUL = 4
 EXIT_INTERRUPTED = 130
 
 EPILOG = (
-    "exit codes: 0 ok, 1 the server refused, 2 bad usage, 3 server unreachable,\n"
-    "4 the task ended failed or cancelled (when waiting on it)"
+    "exit codes: 0 ok, 1 the server refused (or no task has that id), 2 bad usage (or an\n"
+    "ambiguous short id), 3 server unreachable, 4 the task ended failed or cancelled\n"
+    "(when waiting on it), 130 interrupted"
 )
 
 #: add(name, help, func) -> the new subcommand's parser, with the connection options.
@@ -35,11 +40,15 @@ def parse_param(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, parse_value(raw)
+
+
+def parse_value(raw: str) -> Any:
+    """JSON when it parses as JSON, else the string itself."""
     try:
-        value: Any = json.loads(raw, parse_constant=_not_json)
+        return json.loads(raw, parse_constant=_not_json)
     except ValueError:
-        value = raw  # including NaN and Infinity, which JSON does not have
-    return key, value
+        return raw  # including NaN and Infinity, which JSON does not have
 
 
 def _not_json(constant: str) -> Any:
@@ -71,23 +80,60 @@ def add_reconnect_option(parser: argparse.ArgumentParser, *, when: str = "") -> 
     )
 
 
-def common_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("connection and output")
+def server_url(text: str) -> str:
+    """`--url`'s type: `localhost:8000` is taken as `http://localhost:8000`; a scheme other
+    than http(s), or no host, is a usage error (exit 2)."""
+    url = text.strip()
+    if "://" not in url:
+        url = "http://" + url
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a URL: {exc}") from None
+    if parsed.scheme not in ("http", "https"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the server's URL is http:// or https://")
+    if not parsed.host:
+        raise argparse.ArgumentTypeError(f"{text!r}: the server's URL has no host")
+    return url
+
+
+def add_connection_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """`--url`, `--token`, `--json`, `--timeout`. `taskstate` itself takes them with their
+    defaults, and each client command takes them again without (argparse.SUPPRESS): given
+    after the command they win, given before it they stay, and `taskstate --url X tasks`
+    and `taskstate tasks --url X` mean the same."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    group = parser.add_argument_group("connection and output")
     group.add_argument(
         "--url",
-        default=os.environ.get("TASKSTATE_URL") or DEFAULT_URL,
-        help=f"the server (TASKSTATE_URL, default {DEFAULT_URL})",
+        type=server_url,
+        default=default(os.environ.get("TASKSTATE_URL") or DEFAULT_URL),
+        help=f"the server (TASKSTATE_URL, default {DEFAULT_URL}); http:// if no scheme is given",
     )
     group.add_argument(
         "--token",
-        default=os.environ.get("TASKSTATE_TOKEN") or None,
+        default=default(os.environ.get("TASKSTATE_TOKEN") or None),
         help="API token, sent as 'Authorization: Bearer ...'; prefer TASKSTATE_TOKEN (not shown by ps)",
     )
-    group.add_argument("--json", action="store_true", help="print JSON for scripts instead of text")
     group.add_argument(
-        "--timeout", type=float, default=30.0, metavar="SECONDS", help="HTTP request timeout (30)"
+        "--json", action="store_true", default=default(False), help="print JSON for scripts instead of text"
     )
+    group.add_argument(
+        "--timeout",
+        type=float,
+        default=default(30.0),
+        metavar="SECONDS",
+        help="HTTP request timeout (30)",
+    )
+
+
+def common_options() -> argparse.ArgumentParser:
+    """The parent parser of every client command: the connection options, without defaults."""
+    common = argparse.ArgumentParser(add_help=False)
+    add_connection_options(common, defaults=False)
     return common
 
 
@@ -106,6 +152,8 @@ def run_with_client(args: argparse.Namespace, body: Callable[[Client], int]) -> 
             return body(client)
     except ClientError as exc:
         print(f"taskstate: error: {exc.message}", file=sys.stderr)
+        if isinstance(exc, AmbiguousId):
+            return EXIT_USAGE
         return EXIT_UNREACHABLE if isinstance(exc, ServerUnreachable) else EXIT_SERVER_ERROR
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -1,21 +1,25 @@
-"""The `taskstate` commands for people: submit, status, watch, cancel, tasks, workers, tree,
-schedules.
+"""The `taskstate` commands for people: submit, status, watch, logs, cancel, stop, retry,
+answer, tasks, workers, tree, schedules, reset.
 
 They talk to a running server over its HTTP API and its WebSocket `/api/v2/events`
 (CONTRACT §2, §3), never to the database. Every command takes `--url` (TASKSTATE_URL),
-`--token` (TASKSTATE_TOKEN) and `--json` (machine-readable output on stdout).
+`--token` (TASKSTATE_TOKEN) and `--json` (machine-readable output on stdout), before or
+after its name. A task's ID may be shortened to any unique prefix (ids.py).
 
-Exit codes: 0 done; 1 the server refused (its `{"error", "detail"}` goes to stderr);
-2 bad usage; 3 the server cannot be reached; 4 the task waited on ended `failed` or
-`cancelled` (`submit --wait`, `watch ID`, `tree ID --watch`); 130 interrupted.
+Exit codes: 0 done; 1 the server refused (its `{"error", "detail"}` goes to stderr), or no
+task has that id; 2 bad usage, or a short id that several tasks' ids start with; 3 the
+server cannot be reached; 4 the task waited on ended `failed` or `cancelled` (`submit
+--wait`, `watch ID`, `tree ID --watch`, `retry --wait`, `logs --follow`); 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 
+from taskstate.client.admin_commands import add_reset_command
 from taskstate.client.command_line import (
     EPILOG,
     EXIT_OK,
@@ -23,10 +27,21 @@ from taskstate.client.command_line import (
     add_reconnect_option,
     common_options,
     outcome,
+    parse_value,
     run_with_client,
 )
-from taskstate.client.formatting import clip, duration, local_datetime, print_json, print_table, print_task
-from taskstate.client.http import Client, Json
+from taskstate.client.formatting import (
+    clip,
+    duration,
+    local_datetime,
+    print_json,
+    print_table,
+    print_task,
+    question_text,
+)
+from taskstate.client.http import Client, ClientError, Json
+from taskstate.client.ids import AmbiguousId, resolve_task_id
+from taskstate.client.logs import add_logs_command
 from taskstate.client.schedules import add_schedule_commands
 from taskstate.client.tree import add_tree_command
 from taskstate.client.watch import Watcher, WatchOptions, follow_task
@@ -55,7 +70,7 @@ def add_client_commands(subparsers: argparse._SubParsersAction[argparse.Argument
         action="append",
         default=[],
         metavar="ID",
-        help="a task that must complete before this one runs (repeatable)",
+        help="a task (its id or a unique prefix) that must complete before this one runs (repeatable)",
     )
     submit.add_argument(
         "--requires-approval",
@@ -65,19 +80,39 @@ def add_client_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     submit.add_argument("--wait", action="store_true", help="follow the task until it ends, like `watch ID`")
 
     status = add("status", "show one task", _status)
-    status.add_argument("id", metavar="ID", help="the task's id")
+    add_id_argument(status)
 
     watch = add(
         "watch",
         "follow transitions and progress live; with ID, until that task ends",
         _watch,
     )
-    watch.add_argument("id", metavar="ID", nargs="?", help="only this task, and exit when it ends")
+    watch.add_argument(
+        "id", metavar="ID", nargs="?", help="only this task (or a unique prefix of its id), until it ends"
+    )
     watch.add_argument("--logs", action="store_true", help="also print the tasks' log lines")
     add_reconnect_option(watch)
 
-    cancel = add("cancel", "cancel a task", _cancel)
-    cancel.add_argument("id", metavar="ID", help="the task's id")
+    add_logs_command(add)
+    add_id_argument(add("cancel", "cancel a task", _cancel))
+    add_id_argument(add("stop", "stop a serving service task (it shuts down, then completes)", _stop))
+    retry = add("retry", "start a new task like a failed or cancelled one", _retry)
+    add_id_argument(retry)
+    retry.add_argument("--wait", action="store_true", help="follow the new task until it ends")
+    answer = add("answer", "answer a question a task asks (an approval too)", _answer)
+    add_id_argument(answer)
+    answer.add_argument(
+        "answer",
+        metavar="ANSWER",
+        help="one of the question's choices as typed; else read as JSON if it parses (5, true), "
+        "else as a string",
+    )
+    answer.add_argument(
+        "--question",
+        metavar="QUESTION_ID",
+        help="which of the task's pending questions (its id, or the start of it); "
+        "needed only when it asks several",
+    )
 
     tasks = add("tasks", "the task history, newest first", _tasks)
     tasks.add_argument(
@@ -93,6 +128,11 @@ def add_client_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     add("workers", "the server instances and the tasks they hold", _workers)
     add_tree_command(add)
     add_schedule_commands(subparsers, common)
+    add_reset_command(add)
+
+
+def add_id_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", metavar="ID", help="the task's id, or a unique prefix of it (as printed)")
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -109,12 +149,12 @@ def _submit(args: argparse.Namespace) -> int:
         body["name"] = args.name
     if args.priority is not None:
         body["priority"] = args.priority
-    if args.depends_on:
-        body["depends_on"] = args.depends_on
     if args.requires_approval:
         body["requires_approval"] = True
 
     def run(client: Client) -> int:
+        if args.depends_on:
+            body["depends_on"] = [resolve_task_id(client, ref) for ref in args.depends_on]
         task: Json = client.request("POST", "/api/v2/tasks", json=body)
         if not args.wait:
             if args.json:
@@ -124,19 +164,24 @@ def _submit(args: argparse.Namespace) -> int:
             return EXIT_OK
         if not args.json:
             print(f"submitted {task['id']}  ({task['type']})", flush=True)
-        final = follow_task(client, task["id"], WatchOptions(quiet=args.json))
-        if args.json:
-            # As `status --json` prints it: the HTTP API's rendering of the ended task.
-            final = client.get(task["id"])
-            print_json(final)
-        return outcome(final)
+        return _follow(client, task["id"], args.json)
 
     return run_with_client(args, run)
 
 
+def _follow(client: Client, task_id: str, as_json: bool) -> int:
+    """`--wait`: the task followed live until it ends (with `--json`, only the ended task)."""
+    final = follow_task(client, task_id, WatchOptions(quiet=as_json))
+    if as_json:
+        # As `status --json` prints it: the HTTP API's rendering of the ended task.
+        final = client.get(task_id)
+        print_json(final)
+    return outcome(final)
+
+
 def _status(args: argparse.Namespace) -> int:
     def run(client: Client) -> int:
-        task: Json = client.get(args.id)
+        task: Json = client.get(resolve_task_id(client, args.id))
         if args.json:
             print_json(task)
         else:
@@ -147,8 +192,18 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
+    return _move(args, Client.cancel)
+
+
+def _stop(args: argparse.Namespace) -> int:
+    return _move(args, Client.stop)
+
+
+def _move(args: argparse.Namespace, call: Callable[[Client, str], Json]) -> int:
+    """`cancel` or `stop`: the call, then the task's state as it left it."""
+
     def run(client: Client) -> int:
-        task: Json = client.cancel(args.id)
+        task = call(client, resolve_task_id(client, args.id))
         if args.json:
             print_json(task)
         else:
@@ -156,6 +211,59 @@ def _cancel(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return run_with_client(args, run)
+
+
+def _retry(args: argparse.Namespace) -> int:
+    def run(client: Client) -> int:
+        task = client.retry(resolve_task_id(client, args.id))
+        if not args.wait:
+            if args.json:
+                print_json(task)
+            else:
+                print(f"retried {task['retry_of']} as {task['id']}  ({task['type']}, {task['state']})")
+            return EXIT_OK
+        if not args.json:
+            print(f"retried {task['retry_of']} as {task['id']}  ({task['type']})", flush=True)
+        return _follow(client, task["id"], args.json)
+
+    return run_with_client(args, run)
+
+
+def _answer(args: argparse.Namespace) -> int:
+    def run(client: Client) -> int:
+        task = client.get(resolve_task_id(client, args.id))
+        question = _pending_question(task, args.question)
+        choices = question.get("choices") or []
+        value = args.answer if args.answer in choices else parse_value(args.answer)
+        answered = client.answer(task["id"], question["id"], value)
+        if args.json:
+            print_json(answered)
+        else:
+            print(f"{answered['id']}: answered {question_text(question)} with {json.dumps(value)}")
+            print(f"{answered['id']}: {answered['state']}")
+        return EXIT_OK
+
+    return run_with_client(args, run)
+
+
+def _pending_question(task: Json, wanted: str | None) -> Json:
+    """The pending question of `task` that `wanted` names (its id or the start of it), or
+    its only one when `wanted` is None."""
+    pending: list[Json] = task.get("pending_questions") or []
+    if wanted is not None:
+        pending = [q for q in pending if str(q.get("id", "")).startswith(wanted.strip())]
+    if len(pending) == 1:
+        return pending[0]
+    if not pending:
+        which = f" with an id starting with {wanted!r}" if wanted is not None else ""
+        raise ClientError(
+            f"task {task['id']} ({task.get('state')}) has no pending question{which}", code="not_found"
+        )
+    lines = "\n".join(f"  {question_text(q)}" for q in pending)
+    raise AmbiguousId(
+        f"task {task['id']} asks {len(pending)} questions: choose one with --question:\n{lines}",
+        code="ambiguous_id",
+    )
 
 
 def _tasks(args: argparse.Namespace) -> int:
@@ -222,6 +330,6 @@ def _watch(args: argparse.Namespace) -> int:
         if args.id is None:
             Watcher(client, task_id=None, options=options).run()
             return EXIT_OK
-        return outcome(follow_task(client, args.id, options))
+        return outcome(follow_task(client, resolve_task_id(client, args.id), options))
 
     return run_with_client(args, run)

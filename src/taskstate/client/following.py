@@ -28,7 +28,7 @@ POLL_SECONDS = 0.5
 STREAM_FAILURES = (OSError, InvalidHandshake, ConnectionClosed, TimeoutError)
 
 
-class _Resync(Exception):
+class Resync(Exception):
     """The server dropped this subscriber for falling behind: reconnect with `since`."""
 
 
@@ -50,7 +50,7 @@ class Cursor:
         if kind == "error":
             raise ClientError(str(message.get("detail", "")), code=message.get("error"))
         if kind == "resync":
-            raise _Resync
+            raise Resync
         if kind == "snapshot":
             self._snapshot = message
             return self._finish_snapshot()
@@ -75,7 +75,7 @@ class Cursor:
         return {"type": "snapshot", "seq": snapshot["seq"], "tasks": snapshot["tasks"]}
 
 
-class _Reconnects:
+class Reconnects:
     """When to try the stream again, and when to give up (`reconnect_for` seconds of failing)."""
 
     def __init__(self, base_url: str, reconnect_for: float) -> None:
@@ -128,7 +128,7 @@ def events_sync(
     from websockets.sync.client import connect
 
     cursor = Cursor(since, task_id, root_id)
-    tries = _Reconnects(client.base_url, reconnect_for)
+    tries = Reconnects(client.base_url, reconnect_for)
     while True:
         try:
             url = client.events_url(cursor.query())
@@ -138,7 +138,7 @@ def events_sync(
                     event = cursor.take(raw)
                     if event is not None:
                         yield event
-        except _Resync:
+        except Resync:
             continue
         except STREAM_FAILURES as exc:
             time.sleep(tries.failed(exc))
@@ -168,7 +168,7 @@ def wait_sync(client: Client, task_id: str, timeout: float | None) -> Json:
     except TimeoutError:
         if deadline is not None and time.monotonic() >= deadline:
             raise
-    except (OSError, InvalidHandshake, ConnectionClosed, _Resync):
+    except (OSError, InvalidHandshake, ConnectionClosed, Resync):
         pass  # the stream is out of reach: poll
     while True:
         task = client.get(task_id)
@@ -186,7 +186,7 @@ async def events_async(
     from websockets.asyncio.client import connect
 
     cursor = Cursor(since, task_id, root_id)
-    tries = _Reconnects(client.base_url, reconnect_for)
+    tries = Reconnects(client.base_url, reconnect_for)
     while True:
         try:
             url = client.events_url(cursor.query())
@@ -196,7 +196,7 @@ async def events_async(
                     event = cursor.take(raw)
                     if event is not None:
                         yield event
-        except _Resync:
+        except Resync:
             continue
         except STREAM_FAILURES as exc:
             await asyncio.sleep(tries.failed(exc))
@@ -226,7 +226,7 @@ async def wait_async(client: AsyncClient, task_id: str, timeout: float | None) -
     except TimeoutError:
         if deadline is not None and time.monotonic() >= deadline:
             raise
-    except (OSError, InvalidHandshake, ConnectionClosed, _Resync):
+    except (OSError, InvalidHandshake, ConnectionClosed, Resync):
         pass  # the stream is out of reach: poll
     while True:
         task = await client.get(task_id)

@@ -21,11 +21,14 @@ CATCH_UP_POLICIES = ("none", "latest", "all")
 def add_schedule_commands(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
 ) -> None:
-    """`schedules` and its actions; the connection options go after the action
-    (`taskstate schedules list --url ...`)."""
+    """`schedules` and its actions; the connection options go anywhere (`taskstate --url X
+    schedules list`, `taskstate schedules --url X list`, `taskstate schedules list --url X`)."""
     formatter = argparse.RawDescriptionHelpFormatter
     parser = subparsers.add_parser(
-        "schedules", help="recurring tasks: list, create, pause, resume, delete", description=__doc__
+        "schedules",
+        help="recurring tasks: list, create, pause, resume, delete",
+        description=__doc__,
+        parents=[common],
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 

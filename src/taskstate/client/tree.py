@@ -22,14 +22,13 @@ from taskstate.client.command_line import (
 )
 from taskstate.client.formatting import clip, print_json, progress_bar
 from taskstate.client.http import Client, Json
-from taskstate.client.watch import Watcher, WatchOptions
+from taskstate.client.watch import PROGRESS_FIELDS, Watcher, WatchOptions
 from taskstate.core.states import TERMINAL_STATES
 
 PAGE_SIZE = 500
 NAME_WIDTH = 48
 BAR_WIDTH = 12
 _TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
-_PROGRESS_FIELDS = ("progress", "phase", "message", "items_processed", "items_failed", "waiting_for")
 
 
 def add_tree_command(add: AddCommand) -> None:
@@ -158,7 +157,7 @@ class TreeWatcher(Watcher):
                 self.terminal.line(self._transition_line(event, task))
         elif kind == "progress" and event.get("task_id") in self.tasks:
             task_id = str(event["task_id"])
-            changes = {k: event[k] for k in _PROGRESS_FIELDS if k in event}
+            changes = {k: event[k] for k in PROGRESS_FIELDS if k in event}
             self.tasks[task_id] = {**self.tasks[task_id], **changes}
         else:
             return False

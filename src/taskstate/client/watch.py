@@ -32,6 +32,8 @@ DEFAULT_RECONNECT_SECONDS = 60.0
 #: WebSocket close codes after which reconnecting cannot help (policy violation, auth, app errors).
 _FATAL_CLOSE_CODES = frozenset({1003, 1007, 1008, 1009, 1010})
 _TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
+#: What a progress event changes of its task.
+PROGRESS_FIELDS = ("progress", "phase", "message", "items_processed", "items_failed", "waiting_for")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,8 @@ class Watcher:
         self.final: Json | None = None
         self.interrupted = False
         self.names: dict[str, str] = {}
+        #: The active tasks as last heard of (state, progress, message), for their bars.
+        self.active: dict[str, Json] = {}
 
     def preload(self, task: Json, rows: list[Json]) -> bool:
         """Show the transitions already recorded as if they were replayed; True if the task ended."""
@@ -101,15 +105,17 @@ class Watcher:
             self.last_seq = 0
         if task.get("state") in _TERMINAL:  # ended between the two reads: the stream replays it
             return False
-        if not self.json_lines and task.get("progress"):
-            self.terminal.progress(f"{self._who(task)}  {progress_text(task)}")
+        if not self.json_lines:
+            self._track(task)
+            if task.get("progress") and not self.terminal.tty:
+                self.terminal.line(f"{self._who(task)}  {progress_text(task)}")
         return False
 
     def run(self) -> Json | None:
         try:
             return asyncio.run(self._follow_until_interrupted())
         finally:
-            self.terminal.end_bar()
+            self.terminal.end_bars()
 
     async def _follow_until_interrupted(self) -> Json | None:
         """`_follow`, ended by Ctrl-C (SIGINT) however busy it is.
@@ -237,6 +243,7 @@ class Watcher:
                 self._remember(task)
                 if not self.json_lines:
                     self.terminal.line(f"{self._who(task)}  {task.get('state')}  {progress_text(task)}")
+                    self._track(task)
             if not tasks and kind == "snapshot" and self.task_id is None and not self.json_lines:
                 self.terminal.line("no active tasks; waiting for events (Ctrl-C to stop)")
             for task in tasks:
@@ -250,6 +257,7 @@ class Watcher:
             task = event.get("task") or {}
             self._remember(task)
             if not self.json_lines:
+                self._track(task, event.get("task_id"))
                 self.terminal.line(self._transition_line(event, task))
                 if event.get("to") in _TERMINAL and (
                     self.task_id is None or event.get("task_id") == self.task_id
@@ -262,7 +270,13 @@ class Watcher:
         if self.json_lines:
             return False
         if kind == "progress":
-            self.terminal.progress(f"{self._who({}, event.get('task_id'))}  {progress_text(event)}")
+            task_id = str(event.get("task_id"))
+            if self.terminal.tty:
+                known = self.active.get(task_id)  # a task that has ended keeps no bar
+                if known is not None:
+                    self._track({**known, **{k: event[k] for k in PROGRESS_FIELDS if k in event}})
+            else:
+                self.terminal.line(f"{self._who({}, task_id)}  {progress_text(event)}")
         elif kind == "log" and self.logs:
             who = self._who({}, event.get("task_id"))
             self.terminal.line(f"{who}  {event.get('level')}: {event.get('message')}")
@@ -276,6 +290,17 @@ class Watcher:
         reason = f"  ({event['reason']})" if event.get("reason") else ""
         line = f"{local_time_of_day(event.get('at'))}  {self._who(task, event.get('task_id'))}  "
         return line + f"{event.get('from') or '-'} -> {event.get('to')}{reason}"
+
+    def _track(self, task: Json, task_id: Any = None) -> None:
+        """Keeps the bar of an active task up to date (on a terminal), and drops an ended one's."""
+        tid = str(task.get("id") or task_id)
+        if task.get("state") in _TERMINAL:
+            self.active.pop(tid, None)
+            self.terminal.drop_bar(tid)
+            return
+        self.active[tid] = task
+        state = str(task.get("state") or "")
+        self.terminal.bar(tid, f"{self._who(task, tid)}  {state:<10}  {progress_text(task)}")
 
     def _remember(self, task: Json) -> None:
         if task.get("id") and task.get("name"):

@@ -27,9 +27,11 @@ import httpx
 import pytest
 import websockets
 
+from taskstate.cli import build_parser
 from taskstate.core.db import open_database
 from taskstate.core.migrations import current_revision, head_revision
 from taskstate.web import auth
+from tests import jobs as test_jobs
 from tests.support.processes import REPO, ServerProcess, free_port, wait_ready
 from tests.support.servers import LiveServer, live_server, make_settings
 
@@ -409,53 +411,19 @@ async def test_watch_id_prints_transitions_and_progress_and_ends(server: LiveSer
 
 
 async def test_watch_on_a_terminal_redraws_one_progress_bar(sqlite_server: LiveServer) -> None:
-    """On a TTY the bar is one line redrawn in place (CR, erase line); transitions go above it."""
-    master, slave = os.openpty()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "taskstate",
-        "submit",
-        "demo.sleep",
-        "-p",
-        "seconds=2",
-        "-p",
-        "steps=4",
-        "--wait",
-        "--url",
-        sqlite_server.base_url,
-        stdout=slave,
-        stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
-        env=cli_env(),
+    """On a terminal the bar is one line redrawn in place (up a line, clear below), with the
+    transitions scrolling above it; it is gone from the screen once the task has ended."""
+    term = await OnATerminal.start(
+        "submit", "demo.sleep", "-p", "seconds=2", "-p", "steps=4", "--wait", "--url", sqlite_server.base_url
     )
-    os.close(slave)
-
-    def read_all() -> bytes:
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # EIO: the other side is closed
-                return b"".join(chunks)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-
-    try:
-        async with asyncio.timeout(CLI_TIMEOUT):
-            screen, code = await asyncio.gather(asyncio.to_thread(read_all), process.wait())
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        os.close(master)
-    assert code == 0, screen
-    text = screen.decode()
-    redraws = re.findall(r"\r\x1b\[2K[0-9a-f]{8} demo\.sleep  \[[#.]{30}\]", text)
-    assert len(redraws) >= 2, text
-    assert "\r\x1b[2K" in text.split("collecting -> completed")[0]  # the bar was erased first
-    assert "completed after" in text
+    assert await term.end() == 0, term.lines()
+    text = term.raw.decode()
+    assert text.count("\r\x1b[1A\x1b[J") >= 4, text  # the bar, erased to be drawn again
+    assert re.search(r"[0-9a-f]{8} demo\.sleep  running\s+\[#{15}\.{15}\]  50\.0%", text), text
+    screen = term.lines()
+    assert not term.bars(), screen
+    assert [m["to"] for line in screen if (m := TRANSITION_LINE.match(line))][-1] == "completed"
+    assert "completed after" in screen[-1]
 
 
 async def test_submit_wait_reports_the_outcome(sqlite_server: LiveServer) -> None:
@@ -891,3 +859,519 @@ async def test_serve_negotiates_websocket_deflate_only_when_asked(tmp_path: Path
         assert ("permessage-deflate" in extensions) is (compression == "1")
     finally:
         await server.terminate()
+
+
+# -- on a terminal: what a person sees ---------------------------------------------------------
+
+TERMINAL_ROWS, TERMINAL_COLUMNS = 40, 150
+BAR_LINE = re.compile(
+    r"^(?P<id>[0-9a-f]{8}) (?P<name>.+?)  (?P<state>[a-z]+)\s+\[[#.]{30}\]\s+(?P<pct>\d+\.\d)%"
+)
+
+
+class OnATerminal:
+    """A CLI command whose stdout (and stdin, if asked) is a pseudo-terminal of 40 x 150, its
+    screen rendered by a terminal emulator (pyte) as a person would see it."""
+
+    def __init__(self, process: asyncio.subprocess.Process, master: int) -> None:
+        import pyte
+
+        self.process = process
+        self.master = master
+        self.raw = bytearray()
+        self.screen = pyte.Screen(TERMINAL_COLUMNS, TERMINAL_ROWS)
+        self._stream = pyte.ByteStream(self.screen)
+        self._changed = asyncio.Event()
+        self._closed = asyncio.Event()
+        asyncio.get_running_loop().add_reader(master, self._read)
+
+    @classmethod
+    async def start(cls, *args: str) -> OnATerminal:
+        import fcntl
+        import struct
+        import termios
+
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", TERMINAL_ROWS, TERMINAL_COLUMNS, 0, 0))
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "taskstate",
+            *args,
+            stdout=slave,
+            stderr=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.DEVNULL,
+            env=cli_env(COLUMNS=str(TERMINAL_COLUMNS), LINES=str(TERMINAL_ROWS)),
+        )
+        os.close(slave)
+        return cls(process, master)
+
+    def _read(self) -> None:
+        try:
+            chunk = os.read(self.master, 65536)
+        except OSError:  # EIO: the command has ended and closed its side
+            chunk = b""
+        if not chunk:
+            asyncio.get_running_loop().remove_reader(self.master)
+            self._closed.set()
+        self.raw += chunk
+        self._stream.feed(chunk)
+        self._changed.set()
+
+    def lines(self) -> list[str]:
+        return [line.rstrip() for line in self.screen.display if line.strip()]
+
+    def bars(self) -> list[dict[str, str]]:
+        return [m.groupdict() for line in self.lines() if (m := BAR_LINE.match(line))]
+
+    async def until(self, predicate: Any, within: float = 30) -> list[str]:
+        """The screen's lines once `predicate(self)` holds."""
+        try:
+            async with asyncio.timeout(within):
+                while not predicate(self):
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise AssertionError("the screen never got there:\n" + "\n".join(self.lines())) from None
+        return self.lines()
+
+    async def end(self, sig: int | None = None, within: float = 30) -> int:
+        """Waits for the command to end (after `sig`, if given); answers its exit code."""
+        if sig is not None and self.process.returncode is None:
+            self.process.send_signal(sig)
+        try:
+            async with asyncio.timeout(within):
+                code = await self.process.wait()
+                await self._closed.wait()  # all it wrote has been read
+        finally:
+            if self.process.returncode is None:
+                self.process.kill()
+                await self.process.wait()
+            asyncio.get_running_loop().remove_reader(self.master)
+            os.close(self.master)
+        return code
+
+
+async def test_watch_on_a_terminal_keeps_a_bar_per_active_task(sqlite_server: LiveServer) -> None:
+    """Three tasks at three points of their progress: `watch` keeps one bar for each at the
+    bottom of the screen (not one bar for whichever moved last), and drops a task's bar
+    when it ends."""
+    url = sqlite_server.base_url
+
+    async def reporting(name: str, progress: float) -> dict[str, Any]:
+        task = await sqlite_server.create(
+            "test.report", params={"gate": name, "lines": 1, "progress": progress}, name=name
+        )
+        await sqlite_server.wait_for(task["id"], until=lambda t: t["progress"] == progress)
+        return task
+
+    alpha = await reporting("alpha", 25)  # before the watch: it comes in the snapshot
+    term = await OnATerminal.start("watch", "--url", url)
+    try:
+        await term.until(lambda t: [b["name"] for b in t.bars()] == ["alpha"])
+        beta = await reporting("beta", 50)
+        gamma = await reporting("gamma", 75)
+        expected = {"alpha": (alpha, "25.0"), "beta": (beta, "50.0"), "gamma": (gamma, "75.0")}
+
+        def all_three(t: OnATerminal) -> bool:
+            return {b["name"]: b["pct"] for b in t.bars()} == {n: p for n, (_, p) in expected.items()}
+
+        screen = await term.until(all_three)
+        bars = term.bars()
+        assert len(bars) == 3, screen  # one line per task, no more
+        assert {b["id"]: b["name"] for b in bars} == {t["id"][:8]: n for n, (t, _) in expected.items()}
+        assert all(b["state"] == "running" for b in bars)
+        assert [BAR_LINE.match(line) is not None for line in screen[-3:]] == [True] * 3, screen
+
+        test_jobs.GATES["beta"].set()
+        await sqlite_server.wait_for(beta["id"])
+        screen = await term.until(
+            lambda t: (
+                [b["name"] for b in t.bars()] == ["alpha", "gamma"]
+                and any("beta  completed after" in line for line in t.lines())
+            )
+        )
+        assert [BAR_LINE.match(line) is not None for line in screen[-2:]] == [True, True], screen
+        assert await term.end(signal.SIGINT) == 130
+        assert not term.bars(), term.lines()  # taken off the screen on the way out
+    finally:
+        for gate in ("alpha", "beta", "gamma"):
+            test_jobs.GATES[gate].set()
+        if term.process.returncode is None:
+            await term.end(signal.SIGKILL)
+
+
+async def test_watch_elsewhere_prints_each_tasks_progress_as_lines(sqlite_server: LiveServer) -> None:
+    """Not on a terminal: no redrawing, and each task's progress is a plain line naming it."""
+    watch = await start_streaming("watch", url=sqlite_server.base_url)
+    try:
+        assert "no active tasks" in await watch.next_line()
+        tasks = {}
+        for name, progress in (("one", 20.0), ("two", 40.0), ("three", 60.0)):
+            tasks[name] = await sqlite_server.create(
+                "test.report", params={"gate": name, "lines": 0, "progress": progress}, name=name
+            )
+        short_ids = {t["id"][:8]: name for name, t in tasks.items()}
+        seen: dict[str, str] = {}
+        async with asyncio.timeout(30):
+            while len(seen) < 3:
+                line = await watch.next_line()
+                if m := PROGRESS_LINE.search(line):
+                    short_id, name = line.split()[:2]
+                    assert short_ids[short_id] == name, line
+                    seen[name] = m["pct"]
+        assert seen == {"one": "20.0", "two": "40.0", "three": "60.0"}
+        assert not any("\x1b" in line or "\r" in line for line in watch.lines)
+        assert await watch.stop(signal.SIGINT) == 130
+    finally:
+        for name in ("one", "two", "three"):
+            test_jobs.GATES[name].set()
+        if watch.process.returncode is None:
+            watch.process.kill()
+            await watch.process.wait()
+
+
+# -- short ids --------------------------------------------------------------------------------
+
+
+async def test_short_ids_and_the_id_prefix_filter(server: LiveServer) -> None:
+    """`GET /api/v2/tasks?id_prefix=` finds exactly the tasks whose id starts with the prefix
+    (any case, with or without the hyphens, across the carry of an `f`); the CLI takes the
+    8-character ids it prints, and names the candidates of an ambiguous prefix (exit 2)."""
+    url = server.base_url
+    batch = [{"type": "demo.noop", "name": f"n{i:02d}", "run_at": FAR_FUTURE} for i in range(40)]
+    response = await server.client.post("/api/v2/tasks/batch", json={"tasks": batch})
+    assert response.status_code == 201, response.text
+    ids = [t["id"] for t in response.json()["items"]]
+
+    prefixes = {format(d, "x") for d in range(16)}
+    prefixes |= {i[:n] for i in ids for n in (2, 3, 8, 9, 14, 36)}  # 9 and 14 end in a hyphen
+    prefixes |= {i[:5] + "f" for i in ids}  # the carry (`…f` -> next digit), whether or not it matches
+    for prefix in sorted(prefixes):
+        for asked in (prefix, prefix.upper()):
+            page = (
+                await server.client.get("/api/v2/tasks", params={"id_prefix": asked, "limit": 500})
+            ).json()
+            expected = sorted(i for i in ids if i.startswith(prefix))
+            assert sorted(t["id"] for t in page["items"]) == expected, asked
+            assert page["total"] == len(expected), asked
+    for bad in ("xyz", "-1", "1a2b!", "a" * 37, ""):
+        refused = await server.client.get("/api/v2/tasks", params={"id_prefix": bad})
+        assert refused.status_code == 422, (bad, refused.text)
+        assert refused.json()["error"] == "validation_error"
+
+    first, second = ids[0], ids[1]
+    shown = await cli("status", first[:8], "--json", url=url)
+    assert shown.code == 0, shown.err
+    assert shown.json()["id"] == first
+    upper = await cli("status", first[:8].upper(), "--json", url=url)
+    assert upper.code == 0 and upper.json()["id"] == first, upper.err
+
+    digit = next(d for d in sorted(prefixes) if len(d) == 1 and sum(i.startswith(d) for i in ids) >= 2)
+    ambiguous = await cli("status", digit, url=url)
+    assert ambiguous.code == 2, ambiguous
+    assert ambiguous.out == ""
+    assert f"the short id {digit!r} is ambiguous" in ambiguous.err
+    candidates = [i for i in ids if i.startswith(digit)]
+    shown_ids = re.findall(r"^  ([0-9a-f-]{36})  ", ambiguous.err, re.M)
+    assert set(shown_ids) <= set(candidates) and len(shown_ids) == min(10, len(candidates))
+
+    unused = next(
+        p
+        for p in (f"{a:x}{b:x}" for a in range(16) for b in range(16))
+        if not any(i.startswith(p) for i in ids)
+    )
+    unknown = await cli("cancel", unused, url=url)
+    assert unknown.code == 1
+    assert f"no task has an id starting with {unused!r}" in unknown.err
+    not_hex = await cli("status", "latest", url=url)
+    assert not_hex.code == 1 and "a task id is a UUID, or the start of one" in not_hex.err
+
+    # Every command that takes an id takes the short one.
+    dependent = await cli("submit", "demo.noop", "--depends-on", second[:8], "--json", url=url)
+    assert dependent.code == 0, dependent.err
+    assert dependent.json()["depends_on"] == [second]
+    cancelled = await cli("cancel", first[:8], url=url)
+    assert cancelled.code == 0, cancelled.err
+    assert cancelled.out.strip() == f"{first}: cancelled"
+    watched = await cli("watch", first[:8], url=url)
+    assert watched.code == 4  # it ended cancelled
+    assert transition_pairs(watched.out, first)[-1] == ("queued", "cancelled")
+    tree = await cli("tree", second[:8], "--json", url=url)
+    assert tree.code == 0 and tree.json()["root_id"] == second, tree.err
+    logs = await cli("logs", second[:8], url=url)
+    assert logs.code == 0 and logs.out == "", logs
+    for ref in (second, *(i for i in ids[2:])):
+        await server.client.post(f"/api/v2/tasks/{ref}/cancel")
+
+
+# -- connection options, the URL, completion --------------------------------------------------
+
+
+async def test_connection_options_before_or_after_the_command(sqlite_server: LiveServer) -> None:
+    """`--url` and the other connection options go before the command or after it (after
+    wins), in the environment or not at all; a URL without a scheme is http://."""
+    host = sqlite_server.base_url.removeprefix("http://")  # 127.0.0.1:PORT
+    task = await sqlite_server.create("demo.noop", name="optioned")
+    await sqlite_server.wait_for(task["id"])
+    short = task["id"][:8]
+
+    before = await cli("--url", host, "--json", "status", short, url=None)
+    assert before.code == 0, before.err
+    assert before.json()["name"] == "optioned"
+    after = await cli("status", short, "--json", "--url", host, url=None)
+    assert after.code == 0 and after.json()["id"] == task["id"], after.err
+    dead = f"127.0.0.1:{free_port()}"
+    overridden = await cli("--url", dead, "--timeout", "5", "status", short, "--url", host, url=None)
+    assert overridden.code == 0, overridden.err
+    unreachable = await cli("--url", dead, "tasks", url=None)
+    assert unreachable.code == 3 and f"http://{dead}" in unreachable.err, unreachable
+    from_env = await cli("tasks", "--json", url=None, TASKSTATE_URL=host)
+    assert from_env.code == 0 and from_env.json()["items"][0]["id"] == task["id"], from_env.err
+    for argv in (
+        ["--url", host, "schedules", "list", "--json"],
+        ["schedules", "--url", host, "list", "--json"],
+        ["schedules", "list", "--url", host, "--json"],
+    ):
+        listed = await cli(*argv, url=None)
+        assert listed.code == 0 and listed.json() == {"items": []}, (argv, listed)
+    with_token = await cli("--token", "t0", "--url", host, "watch", short, "--json", url=None)
+    assert with_token.code == 0, with_token.err
+
+    for bad, why in (("ftp://example.org", "http:// or https://"), ("http://", "no host")):
+        refused = await cli("--url", bad, "tasks", url=None)
+        assert refused.code == 2, refused
+        assert why in refused.err
+
+
+def test_completion_scripts_know_every_command() -> None:
+    """`taskstate completion SHELL` prints a script (shtab) that names every command, and in
+    bash it completes them, their options and the choices of their arguments."""
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    names = set(commands)
+    assert {"logs", "answer", "retry", "stop", "reset", "completion", "status", "watch"} <= names
+    for shell in ("bash", "zsh", "tcsh"):
+        done = subprocess.run(
+            [sys.executable, "-m", "taskstate", "completion", shell],
+            capture_output=True,
+            text=True,
+            env=cli_env(),
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        missing = {name for name in names if name not in done.stdout}
+        assert not missing, (shell, missing)
+
+    script = f"""
+    source <({sys.executable} -m taskstate completion bash)
+    for words in "taskstate an" "taskstate logs 1a2b --fo" "taskstate --u" "taskstate completion z" \\
+                 "taskstate schedules pa" "taskstate tasks --state fai"; do
+      read -ra COMP_WORDS <<< "$words"
+      COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 )); COMP_LINE="$words"; COMP_POINT=${{#words}}
+      COMPREPLY=()
+      _shtab_taskstate taskstate "${{COMP_WORDS[-1]}}" "${{COMP_WORDS[-2]}}"
+      echo "${{COMPREPLY[*]}}"
+    done
+    """
+    done = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, env=cli_env(), timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["answer", "--follow", "--url", "zsh", "pause", "failed"], done
+
+
+# -- logs, answer, retry, stop, reset ---------------------------------------------------------
+
+
+def log_messages(text: str) -> list[str]:
+    """The messages of `taskstate logs` lines (`HH:MM:SS  level    message`)."""
+    return [line.split(None, 2)[2] for line in text.splitlines()]
+
+
+async def test_logs_follow_one_task_while_others_log_too(server: LiveServer) -> None:
+    """Three tasks log at once; `logs --follow` of one, started as it begins and another
+    started half-way, each print exactly its lines, in order, none lost or twice, live (the
+    first line well before the task ends), and end when it does, with its outcome."""
+    url = server.base_url
+    lines = 80
+    params = {"lines": lines, "delay": 0.05}
+    tasks = [await server.create("test.chatter", params=params, name=f"chatter {i}") for i in range(3)]
+    followed = tasks[1]
+    early = await start_streaming("logs", followed["id"][:8], "--follow", url=url)
+    late: Streaming | None = None
+    try:
+        first = await early.next_line(within=30)
+        assert not (await server.get(followed["id"]))["is_terminal"], "the first line came only at the end"
+        await server.wait_for(followed["id"], until=lambda t: t["progress"] >= 50)
+        late = await start_streaming("logs", followed["id"][:8], "--follow", "--json", url=url)
+        async with asyncio.timeout(60):
+            early_out, early_err = await early.process.communicate()
+            late_out, late_err = await late.process.communicate()
+        assert early.process.returncode == 0, early_err
+        assert late.process.returncode == 0, late_err
+    finally:
+        for streaming in (early, late):
+            if streaming is not None and streaming.process.returncode is None:
+                streaming.process.kill()
+                await streaming.process.wait()
+    expected = [f"{followed['id']} line {i}" for i in range(1, lines + 1)]
+    assert log_messages(first + "\n" + early_out.decode()) == expected
+    late_lines = [json.loads(line) for line in late_out.decode().splitlines()]
+    assert [x["message"] for x in late_lines] == expected
+    assert [x["seq"] for x in late_lines] == list(range(1, lines + 1))
+
+    stored = (await server.client.get(f"/api/v2/tasks/{followed['id']}/logs")).json()["items"]
+    again = await cli("logs", followed["id"], "--json", url=url)
+    assert again.code == 0, again.err
+    assert [json.loads(line) for line in again.out.splitlines()] == stored
+    after = await cli("logs", followed["id"][:8], "--after", "75", url=url)
+    assert log_messages(after.out) == expected[75:]
+    # Following a task that has ended prints its lines and returns at once.
+    ended = await cli("logs", tasks[0]["id"][:8], "--follow", url=url, timeout=30)
+    assert ended.code == 0, ended.err
+    assert log_messages(ended.out) == [f"{tasks[0]['id']} line {i}" for i in range(1, lines + 1)]
+    for task in tasks:
+        await server.wait_for(task["id"])
+
+    failing = await server.create("test.chatter", params={"lines": 5, "delay": 0.05, "fail": True})
+    failed = await cli("logs", failing["id"][:8], "--follow", url=url)
+    assert failed.code == 4, failed  # the task it followed ended failed
+    assert log_messages(failed.out) == [f"{failing['id']} line {i}" for i in range(1, 6)]
+
+
+async def test_answer_one_of_several_waiting_tasks(server: LiveServer) -> None:
+    url = server.base_url
+    asks = [
+        await server.create("demo.ask", params={"question": f"go on, {i}?"}, name=f"ask {i}")
+        for i in range(3)
+    ]
+    for ask in asks:
+        await server.wait_for(ask["id"], until=lambda t: bool(t["pending_questions"]))
+
+    answered = await cli("answer", asks[1]["id"][:8], "no", url=url)
+    assert answered.code == 0, answered.err
+    assert "go on, 1?" in answered.out and 'with "no"' in answered.out
+    done = await server.wait_for(asks[1]["id"])
+    assert done["state"] == "completed" and done["result"] == {"answer": "no"}
+    for other in (asks[0], asks[2]):  # the others still wait for theirs
+        task = await server.get(other["id"])
+        assert task["state"] == "running" and len(task["pending_questions"]) == 1
+
+    not_a_choice = await cli("answer", asks[0]["id"][:8], "maybe", url=url)
+    assert not_a_choice.code == 1
+    assert "422" in not_a_choice.err and "must be one of" in not_a_choice.err
+    assert len((await server.get(asks[0]["id"]))["pending_questions"]) == 1
+
+    # Two questions at once: which one is answered must be said.
+    two = await server.create("test.ask_two")
+    task = await server.wait_for(two["id"], until=lambda t: len(t["pending_questions"] or []) == 2)
+    questions = {q["question"]: q for q in task["pending_questions"]}
+    which = await cli("answer", two["id"][:8], "yes", url=url)
+    assert which.code == 2, which
+    assert "--question" in which.err and all(q["id"] in which.err for q in questions.values())
+    first = await cli("answer", two["id"][:8], "yes", "--question", questions["first?"]["id"][:6], url=url)
+    assert first.code == 0, first.err
+    # "2" is one of the choices: it is sent as the string it is, not as the number 2.
+    second = await cli("answer", two["id"][:8], "2", "--question", questions["second?"]["id"], url=url)
+    assert second.code == 0, second.err
+    assert (await server.wait_for(two["id"]))["result"] == ["yes", "2"]
+
+    gated = await server.create("demo.noop", requires_approval=True)
+    approved = await cli("answer", gated["id"][:8], "approve", "--json", url=url)
+    assert approved.code == 0, approved.err
+    assert approved.json()["id"] == gated["id"]
+    assert (await server.wait_for(gated["id"]))["state"] == "completed"
+
+    nothing = await cli("answer", gated["id"][:8], "approve", url=url)
+    assert nothing.code == 1
+    assert "has no pending question" in nothing.err
+    for ask in (asks[0], asks[2]):
+        assert (await cli("answer", ask["id"], "yes", url=url)).code == 0
+        assert (await server.wait_for(ask["id"]))["result"] == {"answer": "yes"}
+
+
+async def test_retry_and_stop(server: LiveServer) -> None:
+    url = server.base_url
+    broken = await server.create("demo.fail", params={"message": "broken"})
+    await server.wait_for(broken["id"])
+    retried = await cli("retry", broken["id"][:8], "--json", url=url)
+    assert retried.code == 0, retried.err
+    again = retried.json()
+    assert again["retry_of"] == broken["id"] and again["id"] != broken["id"]
+    assert (await server.wait_for(again["id"]))["state"] == "failed"
+    waited = await cli("retry", again["id"][:8], "--wait", url=url)
+    assert waited.code == 4, waited  # it failed again
+    third = waited.out.split()[3]
+    assert waited.out.startswith(f"retried {again['id']} as {third}")
+    assert (await server.get(third))["retry_of"] == again["id"]
+    assert "failed after" in waited.out and "broken" in waited.out
+
+    service = await server.create("demo.serve")
+    await server.wait_for(service["id"], "serving")
+    stopped = await cli("stop", service["id"][:8], url=url)
+    assert stopped.code == 0, stopped.err
+    assert stopped.out.strip() == f"{service['id']}: stopping"
+    assert (await server.wait_for(service["id"]))["state"] == "completed"
+    twice = await cli("stop", service["id"][:8], url=url)
+    assert twice.code == 1 and "invalid_transition" in twice.err
+    not_failed = await cli("retry", service["id"][:8], url=url)
+    assert not_failed.code == 1 and "only a failed or cancelled task can be retried" in not_failed.err
+
+
+async def cli_on_a_terminal_stdin(*args: str, url: str, typed: str) -> Result:
+    """Run the CLI with its stdin a terminal, on which `typed` is typed."""
+    master, slave = os.openpty()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "taskstate",
+        *args,
+        "--url",
+        url,
+        stdin=slave,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env(),
+    )
+    os.close(slave)
+    try:
+        os.write(master, typed.encode())
+        async with asyncio.timeout(CLI_TIMEOUT):
+            out, err = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        os.close(master)
+    assert process.returncode is not None
+    return Result(process.returncode, out.decode(), err.decode())
+
+
+async def test_reset_asks_first_unless_yes(server: LiveServer) -> None:
+    url = server.base_url
+    running = [await server.create("demo.sleep", params={"seconds": 600, "steps": 600}) for _ in range(3)]
+    waiting = [await server.create("demo.noop", run_at=FAR_FUTURE) for _ in range(2)]
+    for task in running:
+        await server.wait_for(task["id"], "running")
+    everyone = [t["id"] for t in running + waiting]
+
+    async def states() -> set[str]:
+        return {(await server.get(i))["state"] for i in everyone}
+
+    no_terminal = await cli("reset", url=url)  # stdin is not a terminal: it cannot ask
+    assert no_terminal.code == 2, no_terminal
+    assert "--yes" in no_terminal.err
+    declined = await cli_on_a_terminal_stdin("reset", url=url, typed="no\n")
+    assert declined.code == 1, declined
+    assert "This cancels all 5 tasks that have not ended" in declined.err
+    assert "nothing was reset" in declined.err
+    assert await states() == {"running", "queued"}
+
+    confirmed = await cli_on_a_terminal_stdin("reset", url=url, typed="reset\n")
+    assert confirmed.code == 0, confirmed
+    assert confirmed.out.strip() == "reset: 5 tasks ended"
+    assert await states() == {"cancelled"}
+    nothing_left = await cli("reset", "--yes", "--json", url=url)
+    assert nothing_left.code == 0, nothing_left.err
+    assert nothing_left.json() == {"reset": 0}

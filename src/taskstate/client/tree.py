@@ -22,6 +22,7 @@ from taskstate.client.command_line import (
 )
 from taskstate.client.formatting import clip, print_json, progress_bar
 from taskstate.client.http import Client, Json
+from taskstate.client.ids import resolve_task_id
 from taskstate.client.watch import PROGRESS_FIELDS, Watcher, WatchOptions
 from taskstate.core.states import TERMINAL_STATES
 
@@ -33,7 +34,9 @@ _TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
 
 def add_tree_command(add: AddCommand) -> None:
     tree = add("tree", "a task's workflow: its root and every task under it, as a tree", _tree)
-    tree.add_argument("id", metavar="ID", help="any task of the workflow; its whole tree is shown")
+    tree.add_argument(
+        "id", metavar="ID", help="any task of the workflow (or a unique prefix of its id): the whole tree"
+    )
     tree.add_argument("--watch", action="store_true", help="follow it live until the root ends")
     add_reconnect_option(tree, when="with --watch: ")
 
@@ -179,7 +182,7 @@ class TreeWatcher(Watcher):
 
 def _tree(args: argparse.Namespace) -> int:
     def run(client: Client) -> int:
-        root_id, tasks = read_tree(client, args.id)
+        root_id, tasks = read_tree(client, resolve_task_id(client, args.id))
         if not args.watch:
             if args.json:
                 print_json({"root_id": root_id, "items": tasks})

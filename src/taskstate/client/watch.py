@@ -241,9 +241,12 @@ class Watcher:
             tasks: list[Json] = event.get("tasks") or []
             for task in tasks:
                 self._remember(task)
-                if not self.json_lines:
+                if self.json_lines:
+                    continue
+                if self.terminal.tty:
+                    self._track(task)  # its bar says it all
+                else:
                     self.terminal.line(f"{self._who(task)}  {task.get('state')}  {progress_text(task)}")
-                    self._track(task)
             if not tasks and kind == "snapshot" and self.task_id is None and not self.json_lines:
                 self.terminal.line("no active tasks; waiting for events (Ctrl-C to stop)")
             for task in tasks:

@@ -8,6 +8,7 @@ keeps serving while a command waits on it. Every wait is bounded.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -1144,11 +1145,16 @@ async def test_connection_options_before_or_after_the_command(sqlite_server: Liv
         assert why in refused.err
 
 
+def command_names() -> set[str]:
+    """The commands of `taskstate`, as its parser has them."""
+    [commands] = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return set(commands.choices)
+
+
 def test_completion_scripts_know_every_command() -> None:
     """`taskstate completion SHELL` prints a script (shtab) that names every command, and in
     bash it completes them, their options and the choices of their arguments."""
-    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    names = set(commands)
+    names = command_names()
     assert {"logs", "answer", "retry", "stop", "reset", "completion", "status", "watch"} <= names
     for shell in ("bash", "zsh", "tcsh"):
         done = subprocess.run(
@@ -1375,3 +1381,25 @@ async def test_reset_asks_first_unless_yes(server: LiveServer) -> None:
     nothing_left = await cli("reset", "--yes", "--json", url=url)
     assert nothing_left.code == 0, nothing_left.err
     assert nothing_left.json() == {"reset": 0}
+
+
+def test_readme_shows_the_command_line_as_it_is() -> None:
+    """Every command of README's "The command line" parses as printed, and every command of
+    `taskstate` that drives a server is shown there."""
+    import shlex
+
+    readme = (REPO / "README.md").read_text()
+    section = re.search(r"^## The command line\n(.*?)(?=^## )", readme, re.S | re.M)
+    assert section, "README has no 'The command line' section"
+    [block] = re.findall(r"```sh\n(.*?)```", section.group(1), re.S)
+    shown: set[str] = set()
+    for line in block.splitlines():
+        words = shlex.split(line.split(" > ")[0], comments=True)
+        assert words[0] == ".venv/bin/taskstate", line
+        try:
+            args = build_parser().parse_args(words[1:])
+        except SystemExit:
+            raise AssertionError(f"README's command does not parse: {line}") from None
+        shown.add(args.command)
+    not_shown = command_names() - shown
+    assert not_shown == {"serve", "migrate", "token"}, not_shown  # those have sections of their own

@@ -1403,3 +1403,21 @@ def test_readme_shows_the_command_line_as_it_is() -> None:
         shown.add(args.command)
     not_shown = command_names() - shown
     assert not_shown == {"serve", "migrate", "token"}, not_shown  # those have sections of their own
+
+
+async def test_watch_on_a_terminal_with_more_tasks_than_rows(sqlite_server: LiveServer) -> None:
+    """60 active tasks on a 40-row terminal: as many bars as fit, then how many more; the
+    snapshot is drawn once, not once per task."""
+    batch = [{"type": "demo.noop", "name": f"w{i:02d}", "run_at": FAR_FUTURE} for i in range(60)]
+    response = await sqlite_server.client.post("/api/v2/tasks/batch", json={"tasks": batch})
+    assert response.status_code == 201, response.text[:300]
+    term = await OnATerminal.start("watch", "--url", sqlite_server.base_url)
+    try:
+        screen = await term.until(lambda t: any("more active tasks" in line for line in t.lines()))
+        room = TERMINAL_ROWS - 2
+        assert len(term.bars()) == room - 1, screen
+        assert screen[-1] == f"… and {60 - room + 1} more active tasks"
+        assert all(b["state"] == "queued" for b in term.bars())
+        assert term.raw.count(b"\x1b[J") <= 1, "the snapshot was drawn more than once"
+    finally:
+        assert await term.end(signal.SIGINT) == 130

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 #: Lines of the terminal left free above the bars when there are more bars than fit.
@@ -32,6 +34,7 @@ class Terminal:
         #: How many lines of bars are on the screen under the cursor's line.
         self._bars_height = 0
         self._block_height = 0
+        self._deferred = False
 
     def line(self, text: str) -> None:
         """A line that stays: printed above the bars."""
@@ -64,6 +67,18 @@ class Terminal:
         if key in self._bars:
             self._erase_bars()
             del self._bars[key]
+            self._draw_bars()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """The bars set inside are drawn once, at the end (a snapshot of 800 tasks is one
+        redraw, not 800)."""
+        self._erase_bars()
+        self._deferred = True
+        try:
+            yield
+        finally:
+            self._deferred = False
             self._draw_bars()
 
     def block(self, lines: list[str]) -> None:
@@ -99,7 +114,7 @@ class Terminal:
             self._bars_height = 0
 
     def _draw_bars(self) -> None:
-        if not self._bars or not self.tty:
+        if not self._bars or not self.tty or self._deferred:
             return
         width = self._width()
         room = max(1, shutil.get_terminal_size().lines - _SPARE_ROWS)

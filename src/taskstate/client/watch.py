@@ -239,14 +239,15 @@ class Watcher:
             # A large snapshot comes in parts (`part` k of `parts`), all of the same seq.
             self.last_seq = int(event.get("seq") or 0)
             tasks: list[Json] = event.get("tasks") or []
-            for task in tasks:
-                self._remember(task)
-                if self.json_lines:
-                    continue
-                if self.terminal.tty:
-                    self._track(task)  # its bar says it all
-                else:
-                    self.terminal.line(f"{self._who(task)}  {task.get('state')}  {progress_text(task)}")
+            with self.terminal.batch():
+                for task in tasks:
+                    self._remember(task)
+                    if self.json_lines:
+                        continue
+                    if self.terminal.tty:
+                        self._track(task)  # its bar says it all
+                    else:
+                        self.terminal.line(f"{self._who(task)}  {task.get('state')}  {progress_text(task)}")
             if not tasks and kind == "snapshot" and self.task_id is None and not self.json_lines:
                 self.terminal.line("no active tasks; waiting for events (Ctrl-C to stop)")
             for task in tasks:

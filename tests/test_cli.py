@@ -383,6 +383,11 @@ async def test_tokens_on_http_and_on_the_websocket(tmp_path: Path) -> None:
         assert weak.err.startswith("taskstate: error: 403 Forbidden: forbidden"), weak.err
         theirs = await cli("status", task_id, "--token", viewer, url=url)
         assert theirs.code == 1 and "403" in theirs.err
+        # A short id is looked up among the tasks the token may see: another's is not found.
+        short = await cli("status", task_id[:8], "--json", "--token", operator, url=url)
+        assert short.code == 0 and short.json()["id"] == task_id, short.err
+        hidden = await cli("status", task_id[:8], "--token", viewer, url=url)
+        assert hidden.code == 1 and "no task has an id starting with" in hidden.err, hidden
         mine = await cli("tasks", "--json", url=url, TASKSTATE_TOKEN=operator)
         assert [t["id"] for t in mine.json()["items"]] == [task_id]
 

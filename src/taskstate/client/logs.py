@@ -1,15 +1,16 @@
 """`taskstate logs ID [--follow]`: a task's log lines, and with `--follow` the new ones live
 until the task ends.
 
-The stored lines (`GET /api/v2/tasks/{id}/logs?after=`) are numbered by `seq`, and each
-`log` event on the stream carries the `seq` of its line. The follower subscribes to the
-task's events first and reads the stored lines after: a line is in one or the other, and
-printing in `seq` order, each `seq` once, loses none and repeats none. A line the stream
-brings ahead of one not seen yet waits until the stored lines fill the gap (the server
-writes them every fraction of a second); the stored lines are read again whenever the
-stream is quiet, which also covers a task that runs on another instance, whose log events
-this instance's stream does not carry. The task's end is flushed after its last lines, so
-the lines read once it has ended are all of them.
+Only the stored lines are printed (`GET /api/v2/tasks/{id}/logs?after=`, numbered by `seq`),
+so that what `--follow` prints is exactly the task's log, each line once and in order, as
+`logs` prints it afterwards: a line the stream tells of but that was never stored (its
+instance died before writing it) is not printed, and a later line of the same `seq` is not
+lost. The stream says when to read: the follower subscribes to the task's events first,
+then reads; each `log` event tells of a line, read a moment later (the server writes a
+job's lines every fraction of a second); a quiet stream is read anyway every second (a
+task that runs on another instance sends its log events to that instance's subscribers
+only). The task's end is written after its last lines, so a read once it has ended gets
+all of them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
 
 from taskstate.client.command_line import (
     EXIT_OK,
@@ -33,11 +33,10 @@ from taskstate.client.ids import resolve_task_id
 
 #: Lines asked for at a time.
 PAGE_SIZE = 1000
-#: Read the stored lines again after this long without an event.
+#: Read the stored lines this often while the stream tells of lines not read yet.
+READ_BEHIND_SECONDS = 0.2
+#: And this often when it is quiet.
 QUIET_SECONDS = 1.0
-#: How long a line may wait for an earlier one that neither the stream nor the store has
-#: (it was never stored: its attempt lost the task); then it is printed all the same.
-GAP_SECONDS = 5.0
 
 
 def add_logs_command(add: AddCommand) -> None:
@@ -53,7 +52,7 @@ def add_logs_command(add: AddCommand) -> None:
 
 
 class LogPrinter:
-    """Prints a task's lines in `seq` order, each once, however they arrive."""
+    """Prints a task's stored lines after the newest it printed."""
 
     def __init__(self, client: Client, task_id: str, *, after: int, json_lines: bool) -> None:
         self.client = client
@@ -61,12 +60,8 @@ class LogPrinter:
         self.json_lines = json_lines
         #: The newest line printed (or skipped by `--after`).
         self.last = after
-        #: Lines from the stream that came ahead of one not printed yet, by seq.
-        self.waiting: dict[int, Json] = {}
-        self._gap_since: float | None = None
 
     def read_stored(self) -> None:
-        """Prints every stored line after the newest printed, then what waited for them."""
         while True:
             page: Json = self.client.request(
                 "GET", task_path(self.task_id, "logs"), params=[("after", self.last), ("limit", PAGE_SIZE)]
@@ -75,42 +70,10 @@ class LogPrinter:
             for line in items:
                 self._print(line)
             if len(items) < PAGE_SIZE:
-                break
-        self._print_waiting()
-
-    def offer(self, line: Json) -> None:
-        """A line from the stream: printed now if it is the next one, else kept until it is."""
-        seq = line.get("seq")
-        if not isinstance(seq, int) or seq <= self.last:
-            return
-        self.waiting[seq] = line
-        self._print_waiting()
-
-    def gap_is_old(self) -> bool:
-        return self._gap_since is not None and time.monotonic() - self._gap_since > GAP_SECONDS
-
-    def flush(self) -> None:
-        """Prints whatever still waits, in order: nothing will fill its gaps any more."""
-        for seq in sorted(self.waiting):
-            self._print(self.waiting[seq])
-        self.waiting.clear()
-        self._gap_since = None
-
-    def _print_waiting(self) -> None:
-        for seq in [s for s in self.waiting if s <= self.last]:
-            del self.waiting[seq]
-        while self.last + 1 in self.waiting:
-            self._print(self.waiting.pop(self.last + 1))
-        if not self.waiting:
-            self._gap_since = None
-        elif self._gap_since is None:
-            self._gap_since = time.monotonic()
+                return
 
     def _print(self, line: Json) -> None:
-        seq = int(line["seq"])
-        if seq <= self.last:
-            return
-        self.last = seq
+        self.last = max(self.last, int(line["seq"]))
         if self.json_lines:
             fields = ("seq", "at", "level", "message")
             print(json.dumps({k: line.get(k) for k in fields}, separators=(",", ":")), flush=True)
@@ -127,48 +90,53 @@ def follow_logs(client: Client, printer: LogPrinter, reconnect_for: float) -> Js
     task_id = printer.task_id
     while True:
         try:
-            url = client.events_url({"task_id": task_id})
-            with connect(url, open_timeout=10, close_timeout=2, max_size=None) as ws:
+            with connect(client.events_url({"task_id": task_id}), open_timeout=10, close_timeout=2) as ws:
                 tries.connected()
                 # Subscribed first: whatever happens from now on comes on the stream.
                 task: Json = client.get(task_id)
                 printer.read_stored()
                 if task.get("is_terminal"):
-                    printer.flush()
                     return task
+                told = 0  # the newest line the stream told of
+                read_at = time.monotonic()
                 while True:
-                    try:
-                        raw = ws.recv(timeout=QUIET_SECONDS)
-                    except TimeoutError:
+                    every = READ_BEHIND_SECONDS if told > printer.last else QUIET_SECONDS
+                    wait = read_at + every - time.monotonic()
+                    if wait <= 0:
                         printer.read_stored()
-                        if printer.gap_is_old():
-                            printer.flush()
+                        read_at = time.monotonic()
                         continue
-                    ended = _take(printer, json.loads(raw), task_id)
+                    try:
+                        message = json.loads(ws.recv(timeout=wait))
+                    except TimeoutError:
+                        continue
+                    told = max(told, _told(message, task_id))
+                    ended = _ended(message, task_id)
                     if ended is not None:
                         printer.read_stored()
-                        printer.flush()
                         return ended
         except Resync:
-            continue  # subscribed again, the stored lines read again: nothing is lost
+            continue  # subscribed again, and the stored lines read again: nothing is lost
         except STREAM_FAILURES as exc:
             time.sleep(tries.failed(exc))
 
 
-def _take(printer: LogPrinter, message: Any, task_id: str) -> Json | None:
-    """Handles one message of the stream; answers the task if it shows the task has ended."""
-    kind = message.get("type") if isinstance(message, dict) else None
+def _told(message: Json, task_id: str) -> int:
+    """The `seq` of the line a `log` event of the task tells of (else 0)."""
+    kind = message.get("type")
     if kind == "error":
         raise ClientError(f"{message.get('error')}: {message.get('detail', '')}", code=message.get("error"))
     if kind == "resync":
         raise Resync
-    if message.get("task_id") != task_id:
-        return None
-    if kind == "log":
-        printer.offer(message)
-    elif kind == "transition" and (message.get("task") or {}).get("is_terminal"):
-        ended: Json = message["task"]
-        return ended
+    seq = message.get("seq")
+    return seq if kind == "log" and message.get("task_id") == task_id and isinstance(seq, int) else 0
+
+
+def _ended(message: Json, task_id: str) -> Json | None:
+    """The task, if `message` is its transition to a terminal state."""
+    task = message.get("task") if message.get("type") == "transition" else None
+    if isinstance(task, dict) and message.get("task_id") == task_id and task.get("is_terminal"):
+        return task
     return None
 
 

@@ -1426,3 +1426,39 @@ async def test_watch_on_a_terminal_with_more_tasks_than_rows(sqlite_server: Live
         assert term.raw.count(b"\x1b[J") <= 1, "the snapshot was drawn more than once"
     finally:
         assert await term.end(signal.SIGINT) == 130
+
+
+async def test_logs_follow_across_a_server_restart(tmp_path: Path) -> None:
+    """The server is killed under `logs --follow` and started again (its task orphaned and
+    run again): the follower reconnects, and what it printed is exactly the stored log."""
+    server = ServerProcess(f"sqlite+aiosqlite:///{tmp_path / 'logs.db'}", tmp_path)
+    await server.start()
+    follow: Streaming | None = None
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            body = {"type": "test.chatter", "params": {"lines": 50, "delay": 0.1}}
+            task_id = (await client.post("/api/v2/tasks", json=body)).json()["id"]
+        follow = await start_streaming(
+            "logs", task_id[:8], "--follow", "--json", "--reconnect-for", "60", url=server.url
+        )
+        first = await follow.next_line(within=30)
+        await server.kill()
+        await server.start()  # the same port and database
+        async with asyncio.timeout(120):
+            out, err = await follow.process.communicate()
+        assert follow.process.returncode == 0, err.decode()
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            task = (await client.get(f"/api/v2/tasks/{task_id}")).json()
+            stored = (await client.get(f"/api/v2/tasks/{task_id}/logs", params={"limit": 5000})).json()
+        assert task["state"] == "completed" and task["attempt"] >= 2, task
+        printed = [json.loads(first), *(json.loads(line) for line in out.decode().splitlines())]
+        assert printed == stored["items"]
+        assert printed[-1]["message"] == f"{task_id} line 50"
+        # Both runs' lines: the first run's stored ones (the line printed before the kill
+        # among them), then the second run's, from its line 1.
+        assert [p["message"] for p in printed].count(f"{task_id} line 1") == 2
+    finally:
+        if follow is not None and follow.process.returncode is None:
+            follow.process.kill()
+            await follow.process.wait()
+        server.stop_quietly()

@@ -10,18 +10,24 @@ import argparse
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from taskstate.config import Settings
-from taskstate.core.bus import EventBus
-from taskstate.core.db import open_database
 from taskstate.core.errors import TaskstateError
-from taskstate.core.migrations import upgrade_to_head
-from taskstate.core.store import Store
-from taskstate.web import auth
+from taskstate.roles import Role
+
+if TYPE_CHECKING:
+    from taskstate.core.store import Store
 
 
 def _with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[Any]]) -> Any:
+    # Imported here, not at the top: every `taskstate` command parses this module's
+    # options, and only these need the database (0.4 s of imports on each CLI call).
+    from taskstate.config import Settings
+    from taskstate.core.bus import EventBus
+    from taskstate.core.db import open_database
+    from taskstate.core.migrations import upgrade_to_head
+    from taskstate.core.store import Store
+
     async def run() -> Any:
         db = open_database(args.database_url or Settings().database_url)
         store = Store(db, EventBus())
@@ -37,7 +43,9 @@ def _with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[Any]
 
 
 def _create(args: argparse.Namespace) -> int:
-    row, token = _with_store(args, lambda store: auth.create_token(store, args.name, auth.Role(args.role)))
+    from taskstate.web import auth
+
+    row, token = _with_store(args, lambda store: auth.create_token(store, args.name, Role(args.role)))
     if args.json:
         print(json.dumps({**row, "token": token}))
     else:
@@ -47,6 +55,8 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from taskstate.web import auth
+
     rows = _with_store(args, auth.list_tokens)
     if args.json:
         print(json.dumps(rows))
@@ -58,6 +68,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _revoke(args: argparse.Namespace) -> int:
+    from taskstate.web import auth
+
     row = _with_store(args, lambda store: auth.revoke_token(store, args.id))
     print(json.dumps(row) if args.json else f"revoked {row['id']} ({row['name']})")
     return 0
@@ -90,7 +102,7 @@ def add_token_commands(commands: Any) -> None:
         )
         if name == "create":
             parser.add_argument("--name", required=True, help="who it is for; tasks record it as their owner")
-            parser.add_argument("--role", required=True, choices=[r.value for r in auth.Role])
+            parser.add_argument("--role", required=True, choices=[r.value for r in Role])
         if name == "revoke":
             parser.add_argument("id")
         parser.set_defaults(func=_guarded(func))

@@ -25,7 +25,6 @@ import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -35,20 +34,13 @@ from taskstate.core.db import api_tokens, iso, utcnow
 from taskstate.core.errors import Conflict, NotFound, TaskstateError
 from taskstate.core.store import Store
 from taskstate.core.writer import WriteBatch
+from taskstate.roles import Role as Role  # re-exported: where the roles are checked
 
 log = logging.getLogger(__name__)
 
 TOKEN = re.compile(r"ts_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})")
 
 
-class Role(StrEnum):
-    VIEWER = "viewer"  #: reads tasks, logs, questions and events
-    OPERATOR = "operator"  #: also starts, cancels, stops, answers and retries
-    ADMIN = "admin"  #: also resets, cleans up, sees workers, manages tokens
-
-    @property
-    def rank(self) -> int:
-        return list(Role).index(self)
 
 
 class Unauthorized(TaskstateError):

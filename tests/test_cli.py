@@ -166,7 +166,8 @@ def transition_pairs(text: str, task_id: str) -> list[tuple[str | None, str]]:
 # -- submit, status, tasks, cancel, workers, on both backends ----------------------------------
 
 
-async def test_submit_status_tasks_cancel_workers(server: LiveServer) -> None:
+async def test_submit_status_tasks_cancel_workers(sqlite_server: LiveServer) -> None:
+    server = sqlite_server
     url = server.base_url
     submitted = await cli(
         "submit",
@@ -395,7 +396,8 @@ async def test_tokens_on_http_and_on_the_websocket(tmp_path: Path) -> None:
 # -- watch ------------------------------------------------------------------------------------
 
 
-async def test_watch_id_prints_transitions_and_progress_and_ends(server: LiveServer) -> None:
+async def test_watch_id_prints_transitions_and_progress_and_ends(sqlite_server: LiveServer) -> None:
+    server = sqlite_server
     task = await server.create("demo.sleep", params={"seconds": 4, "steps": 8}, name="watched")
     result = await cli("watch", task["id"], "--token", "abc", url=server.base_url, timeout=60)
     assert result.code == 0, result.err
@@ -1200,7 +1202,8 @@ def log_messages(text: str) -> list[str]:
     return [line.split(None, 2)[2] for line in text.splitlines()]
 
 
-async def test_logs_follow_one_task_while_others_log_too(server: LiveServer) -> None:
+async def test_logs_follow_one_task_while_others_log_too(sqlite_server: LiveServer) -> None:
+    server = sqlite_server
     """Three tasks log at once; `logs --follow` of one, started as it begins and another
     started half-way, each print exactly its lines, in order, none lost or twice, live (the
     first line well before the task ends), and end when it does, with its outcome."""
@@ -1251,7 +1254,8 @@ async def test_logs_follow_one_task_while_others_log_too(server: LiveServer) -> 
     assert log_messages(failed.out) == [f"{failing['id']} line {i}" for i in range(1, 6)]
 
 
-async def test_answer_one_of_several_waiting_tasks(server: LiveServer) -> None:
+async def test_answer_one_of_several_waiting_tasks(sqlite_server: LiveServer) -> None:
+    server = sqlite_server
     url = server.base_url
     asks = [
         await server.create("demo.ask", params={"question": f"go on, {i}?"}, name=f"ask {i}")
@@ -1302,7 +1306,8 @@ async def test_answer_one_of_several_waiting_tasks(server: LiveServer) -> None:
         assert (await server.wait_for(ask["id"]))["result"] == {"answer": "yes"}
 
 
-async def test_retry_and_stop(server: LiveServer) -> None:
+async def test_retry_and_stop(sqlite_server: LiveServer) -> None:
+    server = sqlite_server
     url = server.base_url
     broken = await server.create("demo.fail", params={"message": "broken"})
     await server.wait_for(broken["id"])
@@ -1359,7 +1364,8 @@ async def cli_on_a_terminal_stdin(*args: str, url: str, typed: str) -> Result:
     return Result(process.returncode, out.decode(), err.decode())
 
 
-async def test_reset_asks_first_unless_yes(server: LiveServer) -> None:
+async def test_reset_asks_first_unless_yes(sqlite_server: LiveServer) -> None:
+    server = sqlite_server
     url = server.base_url
     running = [await server.create("demo.sleep", params={"seconds": 600, "steps": 600}) for _ in range(3)]
     waiting = [await server.create("demo.noop", run_at=FAR_FUTURE) for _ in range(2)]

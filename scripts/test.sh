@@ -44,4 +44,42 @@ else
   exit 1
 fi
 echo "== pytest"
-exec .venv/bin/pytest "$@"
+# Most of the suite's time is servers starting and tasks waiting, so it runs as two pytest
+# processes side by side: the tests that load the machine or time things (several server
+# processes, SIGKILLs, a soak, the browser) one after another in one, the rest in the other,
+# so that no two heavy tests run at once. With arguments, one process runs what they select.
+HEAVY=(
+  tests/e2e
+  tests/test_soak.py
+  tests/test_scale_out.py
+  tests/test_retention.py
+  tests/test_workflows_processes.py
+  tests/test_stall.py
+  tests/test_races.py
+  tests/test_recovery.py
+  tests/test_durability.py
+  tests/test_bench_smoke.py
+  tests/test_ws.py::test_reconnecting_with_the_last_seq_misses_nothing_and_sees_nothing_twice
+)
+if [ $# -gt 0 ]; then
+  exec .venv/bin/pytest "$@"
+fi
+LIGHT_ONLY=()
+for path in "${HEAVY[@]}"; do
+  case "$path" in
+    *::*) LIGHT_ONLY+=(--deselect "$path") ;;
+    *) LIGHT_ONLY+=(--ignore "$path") ;;
+  esac
+done
+heavy_log=$(mktemp)
+trap 'rm -f "$heavy_log"' EXIT
+.venv/bin/pytest -p no:cacheprovider "${HEAVY[@]}" >"$heavy_log" 2>&1 &
+heavy=$!
+light_status=0
+.venv/bin/pytest "${LIGHT_ONLY[@]}" || light_status=$?
+heavy_status=0
+wait "$heavy" || heavy_status=$?
+echo "== pytest, the heavy tests (run beside the others)"
+cat "$heavy_log"
+echo "== pytest: the others exited $light_status, the heavy tests $heavy_status"
+[ "$light_status" -eq 0 ] && [ "$heavy_status" -eq 0 ]

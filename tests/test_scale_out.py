@@ -126,7 +126,7 @@ async def test_replay_with_since_under_eight_concurrent_writers(pg_url: str, tmp
             # A bounded amount of work: the API accepts tasks far faster than two instances
             # on 2 cores run them, and an unbounded backlog could not be drained in time.
             async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
-                for _ in range(40):
+                for _ in range(15):
                     if stop.is_set():
                         break
                     body = {"tasks": [{"type": "demo.noop"}] * random.randint(1, 5)}

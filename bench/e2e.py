@@ -208,24 +208,10 @@ async def procrastinate_e2e(n: int, workdir: Path, *, concurrency: int = CONCURR
         app = procrastinate_app.make_app(dsn)
         async with app.open_async():
             await app.schema_manager.apply_schema_async()
-            out = open(workdir / f"procrastinate-worker-{name}.log", "wb")
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "bench.procrastinate_app", dsn, str(concurrency)],
-                cwd=REPO,
-                env={**os.environ, "PYTHONPATH": str(REPO)},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-            out.close()
-            try:
+            log_path = workdir / f"procrastinate-worker-{name}.log"
+            async with procrastinate_app.running_worker(dsn, log_path, concurrency) as worker:
                 conn = await asyncpg.connect(dsn)
                 try:
-                    deadline = time.monotonic() + 60
-                    while not await conn.fetchval("SELECT count(*) FROM procrastinate_workers"):
-                        if worker.poll() is not None or time.monotonic() > deadline:
-                            raise RuntimeError("the Procrastinate worker did not start")
-                        await asyncio.sleep(0.05)
-                    await asyncio.sleep(0.5)
                     deferrer = app.configure_task(procrastinate_app.TASK_NAME)
                     cpu0 = _cpu(worker.pid)
                     pg0 = postgres_cpu_seconds()
@@ -253,14 +239,6 @@ async def procrastinate_e2e(n: int, workdir: Path, *, concurrency: int = CONCURR
                     events = await conn.fetchval("SELECT count(*) FROM procrastinate_events")
                 finally:
                     await conn.close()
-            finally:
-                if worker.poll() is None:
-                    worker.send_signal(signal.SIGTERM)
-                try:
-                    worker.wait(30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-                    worker.wait(10)
     return E2E(
         n,
         as_epoch(last) - t0,

@@ -11,18 +11,13 @@ first tenth of the tasks warms up and is not counted.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import asyncpg
 import httpx
 
-from bench.common import REPO, Results, Server, log, percentile, pg_database, pg_dsn, sqlalchemy_pg_url
+from bench.common import Results, Server, log, percentile, pg_database, pg_dsn, sqlalchemy_pg_url
 from bench.pickup_jobs import TYPE as STAMP_TYPE
 
 #: The worker concurrency of every system here (as in the throughput rows).
@@ -116,25 +111,9 @@ async def procrastinate_pickup(results: Results, workdir: Path, *, rate: float, 
         app = procrastinate_app.make_app(dsn)
         async with app.open_async():
             await app.schema_manager.apply_schema_async()
-            with open(workdir / "pickup-procrastinate-worker.log", "wb") as out:
-                worker = subprocess.Popen(
-                    [sys.executable, "-m", "bench.procrastinate_app", dsn, str(CONCURRENCY)],
-                    cwd=REPO,
-                    env={**os.environ, "PYTHONPATH": str(REPO), "BENCH_PICKUP_FILE": str(stamps)},
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            try:
-                conn = await asyncpg.connect(dsn)
-                try:
-                    deadline = time.monotonic() + 60
-                    while not await conn.fetchval("SELECT count(*) FROM procrastinate_workers"):
-                        if worker.poll() is not None or time.monotonic() > deadline:
-                            raise RuntimeError("the Procrastinate worker did not start")
-                        await asyncio.sleep(0.05)
-                finally:
-                    await conn.close()
-                await asyncio.sleep(0.5)
+            log_path = workdir / "pickup-procrastinate-worker.log"
+            env = {"BENCH_PICKUP_FILE": str(stamps)}
+            async with procrastinate_app.running_worker(dsn, log_path, CONCURRENCY, env):
                 deferrer = app.configure_task(procrastinate_app.STAMP_TASK_NAME)
 
                 async def submit(key: str) -> None:
@@ -142,12 +121,4 @@ async def procrastinate_pickup(results: Results, workdir: Path, *, rate: float, 
 
                 sent = await _paced(submit, n, rate)
                 started = await _started(stamps, n, timeout=60)
-            finally:
-                if worker.poll() is None:
-                    worker.send_signal(signal.SIGTERM)
-                try:
-                    worker.wait(30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-                    worker.wait(10)
     _record(results, "procrastinate.postgres", "Procrastinate, postgres", sent, started)

@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -213,6 +214,32 @@ class Server(ServerProcess):
 
     def cpu_seconds(self) -> float:
         return cpu_seconds(self.pid)
+
+
+@contextlib.asynccontextmanager
+async def peer_worker(
+    module: str, args: Sequence[str], log: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """A peer's worker, `python -m <module> <args>` from the repository, its output in `log`;
+    stopped with SIGTERM on the way out (killed if it does not stop within 30 s)."""
+    with open(log, "wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield worker
+    finally:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
 
 
 @contextlib.asynccontextmanager

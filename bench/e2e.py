@@ -9,12 +9,11 @@ polling a count in the database every 100 ms, which costs the server nothing.
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
 import re
-import signal
 import subprocess
-import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,13 @@ import asyncpg
 import httpx
 
 from bench.common import (
-    REPO,
     TRANSITIONS_PER_NOOP,
     Server,
     TaskDb,
     as_epoch,
     cpu_seconds,
     log,
+    peer_worker,
     pg_database,
     pg_dsn,
     postgres_cpu_seconds,
@@ -198,6 +197,27 @@ def procrastinate_version() -> str | None:
         return None
 
 
+@contextlib.asynccontextmanager
+async def procrastinate_worker(
+    dsn: str, log: Path, concurrency: int, env: dict[str, str] | None = None
+) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """Procrastinate's worker (bench/procrastinate_app.py) on a database with its schema,
+    once it is registered in `procrastinate_workers`."""
+    args = [dsn, str(concurrency)]
+    async with peer_worker("bench.procrastinate_app", args, log, env) as worker:
+        conn = await asyncpg.connect(dsn)
+        try:
+            deadline = time.monotonic() + 60
+            while not await conn.fetchval("SELECT count(*) FROM procrastinate_workers"):
+                if worker.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the Procrastinate worker did not start")
+                await asyncio.sleep(0.05)
+        finally:
+            await conn.close()
+        await asyncio.sleep(0.5)
+        yield worker
+
+
 async def procrastinate_e2e(n: int, workdir: Path, *, concurrency: int = CONCURRENCY) -> E2E:
     """Procrastinate 3: schema applied through its API, N jobs deferred in batches of 500,
     one worker process with `concurrency` (listen/notify on, its defaults otherwise)."""
@@ -209,7 +229,7 @@ async def procrastinate_e2e(n: int, workdir: Path, *, concurrency: int = CONCURR
         async with app.open_async():
             await app.schema_manager.apply_schema_async()
             log_path = workdir / f"procrastinate-worker-{name}.log"
-            async with procrastinate_app.running_worker(dsn, log_path, concurrency) as worker:
+            async with procrastinate_worker(dsn, log_path, concurrency) as worker:
                 conn = await asyncpg.connect(dsn)
                 try:
                     deferrer = app.configure_task(procrastinate_app.TASK_NAME)
@@ -271,23 +291,9 @@ async def pgqueuer_e2e(n: int, workdir: Path) -> E2E:
         try:
             queries = Queries(AsyncpgDriver(conn))
             await queries.install()
-            out = open(workdir / f"pgqueuer-worker-{name}.log", "wb")
-            worker = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.pgqueuer_app",
-                    dsn,
-                    str(PGQUEUER_BATCH),
-                    str(PGQUEUER_CONCURRENCY),
-                ],
-                cwd=REPO,
-                env={**os.environ, "PYTHONPATH": str(REPO)},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-            out.close()
-            try:
+            args = [dsn, str(PGQUEUER_BATCH), str(PGQUEUER_CONCURRENCY)]
+            log_path = workdir / f"pgqueuer-worker-{name}.log"
+            async with peer_worker("bench.pgqueuer_app", args, log_path) as worker:
                 await asyncio.sleep(1.0)  # its LISTEN connection up
                 if worker.poll() is not None:
                     raise RuntimeError("the PgQueuer worker did not start")
@@ -312,14 +318,6 @@ async def pgqueuer_e2e(n: int, workdir: Path) -> E2E:
                     "SELECT max(created) FROM pgqueuer_log WHERE status = 'successful'"
                 )
                 rows = await conn.fetchval("SELECT count(*) FROM pgqueuer_log")
-            finally:
-                if worker.poll() is None:
-                    worker.send_signal(signal.SIGTERM)
-                try:
-                    worker.wait(30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-                    worker.wait(10)
         finally:
             await conn.close()
     return E2E(

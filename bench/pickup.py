@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from bench.common import Results, Server, log, percentile, pg_database, pg_dsn, sqlalchemy_pg_url
+from bench.e2e import procrastinate_worker
 from bench.pickup_jobs import TYPE as STAMP_TYPE
 
 #: The worker concurrency of every system here (as in the throughput rows).
@@ -113,7 +114,7 @@ async def procrastinate_pickup(results: Results, workdir: Path, *, rate: float, 
             await app.schema_manager.apply_schema_async()
             log_path = workdir / "pickup-procrastinate-worker.log"
             env = {"BENCH_PICKUP_FILE": str(stamps)}
-            async with procrastinate_app.running_worker(dsn, log_path, CONCURRENCY, env):
+            async with procrastinate_worker(dsn, log_path, CONCURRENCY, env):
                 deferrer = app.configure_task(procrastinate_app.STAMP_TASK_NAME)
 
                 async def submit(key: str) -> None:

@@ -17,6 +17,7 @@ from taskstate.client.http import (
     ClientError,
     Json,
     ServerUnreachable,
+    auth_headers,
     events_url,
     history_query,
     submission,
@@ -32,8 +33,7 @@ class AsyncClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout)
+        self._http = httpx.AsyncClient(base_url=self.base_url, headers=auth_headers(token), timeout=timeout)
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -156,17 +156,22 @@ def _submit(args: argparse.Namespace) -> int:
         if args.depends_on:
             body["depends_on"] = [resolve_task_id(client, ref) for ref in args.depends_on]
         task: Json = client.request("POST", "/api/v2/tasks", json=body)
-        if not args.wait:
-            if args.json:
-                print_json(task)
-            else:
-                print(f"submitted {task['id']}  ({task['type']}, {task['state']})")
-            return EXIT_OK
-        if not args.json:
-            print(f"submitted {task['id']}  ({task['type']})", flush=True)
-        return _follow(client, task["id"], args.json)
+        return _announce(client, task, f"submitted {task['id']}", args)
 
     return run_with_client(args, run)
+
+
+def _announce(client: Client, task: Json, what: str, args: argparse.Namespace) -> int:
+    """A task just made (`submit`, `retry`): said, then with `--wait` followed until it ends."""
+    if not args.wait:
+        if args.json:
+            print_json(task)
+        else:
+            print(f"{what}  ({task['type']}, {task['state']})")
+        return EXIT_OK
+    if not args.json:
+        print(f"{what}  ({task['type']})", flush=True)
+    return _follow(client, task["id"], args.json)
 
 
 def _follow(client: Client, task_id: str, as_json: bool) -> int:
@@ -216,15 +221,7 @@ def _move(args: argparse.Namespace, call: Callable[[Client, str], Json]) -> int:
 def _retry(args: argparse.Namespace) -> int:
     def run(client: Client) -> int:
         task = client.retry(resolve_task_id(client, args.id))
-        if not args.wait:
-            if args.json:
-                print_json(task)
-            else:
-                print(f"retried {task['retry_of']} as {task['id']}  ({task['type']}, {task['state']})")
-            return EXIT_OK
-        if not args.json:
-            print(f"retried {task['retry_of']} as {task['id']}  ({task['type']})", flush=True)
-        return _follow(client, task["id"], args.json)
+        return _announce(client, task, f"retried {task['retry_of']} as {task['id']}", args)
 
     return run_with_client(args, run)
 

@@ -63,6 +63,11 @@ class ClientError(Exception):
         return cls(message, code=code, status=response.status_code)
 
 
+def auth_headers(token: str | None) -> dict[str, str]:
+    """The request headers that carry `token`, for HTTP and for the event stream alike."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 class ServerUnreachable(ClientError):
     """No answer from the server: no connection, or none that lasted."""
 
@@ -122,7 +127,7 @@ class Client:
         return events_url(self.base_url, self.token, query)
 
     def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return auth_headers(self.token)
 
     # -- the contract's calls (CONTRACT §2) ------------------------------------------------
 

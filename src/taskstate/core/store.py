@@ -490,26 +490,21 @@ class _TransitionOp(GroupableOp):
     def key(self) -> str:
         return self.task_id
 
-    async def __call__(self, wb: WriteBatch, *, hint: bool = True, steps: bool = True) -> TransitionResult:
+    async def __call__(self, wb: WriteBatch) -> TransitionResult:
+        done: list[tuple[bool, Any]] = [(True, await self.first_step(wb))]
+        await _follow_up(wb, [self], done)
+        result: TransitionResult = done[0][1]
+        return result
+
+    async def first_step(self, wb: WriteBatch, *, hint: bool = True) -> TransitionResult:
+        """This op's own transition, without the steps that follow it."""
         expect_from = self.expect_from if hint else None
-        first = await apply_transition(
+        return await apply_transition(
             wb, self.task_id, self.to, self.reason, self.actor, self.guard, self.fields, expect_from
         )
-        last = first
-        for step in self.then if first.applied and steps else ():
-            expected = State(last.to_state)
-            last = await apply_transition(
-                wb, self.task_id, step.to, step.reason, self.actor, self.guard, step.fields, expected
-            )
-            if not last.applied:
-                break
-            first.then.append(last)
-        return first
 
-    def followed_by_next_step(self) -> _TransitionOp | None:
-        """The op of the next step, expecting the state this one entered."""
-        if not self.then:
-            return None
+    def next_step(self) -> _TransitionOp:
+        """The op of the next step (there is one), expecting the state this one entered."""
         step, *rest = self.then
         return _TransitionOp(
             self.task_id, step.to, step.reason, self.actor, self.guard, step.fields, self.to, tuple(rest)
@@ -574,7 +569,7 @@ async def _apply_transitions(wb: WriteBatch, ops: list[_TransitionOp]) -> list[t
     for i, op in enumerate(ops):
         if outcomes[i] is None:
             try:
-                outcomes[i] = (True, await op(wb, hint=i not in retry_without_hint, steps=False))
+                outcomes[i] = (True, await op.first_step(wb, hint=i not in retry_without_hint))
             except TaskstateError as refusal:
                 outcomes[i] = (False, refusal)
     done = [outcome for outcome in outcomes if outcome is not None]
@@ -583,14 +578,12 @@ async def _apply_transitions(wb: WriteBatch, ops: list[_TransitionOp]) -> list[t
 
 
 async def _follow_up(wb: WriteBatch, ops: list[_TransitionOp], done: list[tuple[bool, Any]]) -> None:
-    """The next steps of the grouped ops that have some, grouped in their turn: every task's
-    rows stay in order, and neighbours still share one UPDATE per kind."""
+    """The next steps of the ops that have some, grouped in their turn (alone or with
+    neighbours): every task's rows stay in order, and neighbours share one UPDATE per kind."""
     pending: list[tuple[TransitionResult, _TransitionOp]] = []
     for op, (ok, result) in zip(ops, done, strict=True):
         if ok and result.applied and op.then:
-            following = op.followed_by_next_step()
-            assert following is not None
-            pending.append((result, following))
+            pending.append((result, op.next_step()))
     if not pending:
         return
     followed = await _apply_transitions(wb, [following for _, following in pending])

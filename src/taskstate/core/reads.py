@@ -193,8 +193,10 @@ class TaskReads:
         else:
             page = sa.select(tasks).where(*conditions, *after).order_by(*newest_first).limit(limit + 1)
         matching: sa.Select[Any] = sa.select(sa.literal_column("1")).select_from(tasks).where(*conditions)
-        capped = matching.limit(EXACT_TOTAL_LIMIT + 1).subquery()
-        count = sa.select(sa.func.count()).select_from(capped)
+        # SQLite has no estimate to fall back on: it counts every match. PostgreSQL counts up
+        # to the limit, and above it answers its planner's estimate.
+        counted_rows = matching if self.db.is_sqlite else matching.limit(EXACT_TOTAL_LIMIT + 1)
+        count = sa.select(sa.func.count()).select_from(counted_rows.subquery())
 
         async def read(query: sa.Select[Any]) -> Sequence[Any]:
             async with self.db.reader.connect() as conn:
@@ -207,8 +209,6 @@ class TaskReads:
         total, estimated = int(counted[0][0]), False
         if total > EXACT_TOTAL_LIMIT and not self.db.is_sqlite:
             total, estimated = max(total, await self._estimated_rows(matching)), True
-        elif total > EXACT_TOTAL_LIMIT:
-            total = int((await read(sa.select(sa.func.count()).select_from(tasks).where(*conditions)))[0][0])
         now = utcnow()
         items = [task_payload(r._mapping, now) for r in rows[:limit]]
         next_cursor = None

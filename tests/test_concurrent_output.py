@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import random
 
+import asyncpg
 import httpx
 import pytest
 
 from tests import jobs as test_jobs
-from tests.support.databases import database_name, terminate_connections
+from tests.support.databases import database_name, pg_dsn, terminate_connections
 from tests.support.servers import LiveServer, live_server, make_settings
+from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -93,6 +95,52 @@ async def test_no_line_is_lost_when_writes_fail(pg_url: str) -> None:
             assert task["state"] == "completed", task
             _, lines = await _stored(server.client, task_id)
             assert lines == [f"step {i} of 30" for i in range(1, 31)]
+
+
+async def test_lines_a_failed_flush_took_are_stored_before_their_job_completes(pg_url: str) -> None:
+    """The race a soak run once lost a line to: the periodic flush takes a job's last lines,
+    its write fails, and meanwhile the job finishes. The job's own last write must wait for
+    that flush to settle and store what it gives back, before the task's final transition.
+
+    A lock on `task_logs` holds the flush's write until its connection is terminated; the job
+    is finished while the write hangs, so its final transition is queued behind it.
+    """
+    database = database_name(pg_url)
+    settings = make_settings(pg_url, progress_flush_seconds=0.05)
+    async with live_server(settings) as server:
+        blocker = await asyncpg.connect(pg_dsn(database))
+        try:
+            locking = blocker.transaction()
+            await locking.start()
+            await blocker.execute("LOCK TABLE task_logs IN SHARE MODE")  # inserts wait
+            gate = "flush-race"
+            task = await server.create("test.report", params={"gate": gate, "lines": 3, "progress": 60})
+            waiting = (
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'"
+                " AND pid <> pg_backend_pid()"
+            )
+
+            async def flush_waits() -> bool:
+                return bool(await blocker.fetchval(waiting, database))
+
+            await wait_until(flush_waits, "a flush waiting on the lock", within=10)
+            test_jobs.GATES[gate].set()
+            await asyncio.sleep(0.3)  # the job returns and queues its final transition
+            failed = server.services.store.failed_write_transactions
+            pid = await blocker.fetchval(waiting, database)
+            await blocker.fetchval("SELECT pg_terminate_backend($1)", pid)
+            await wait_until(
+                lambda: server.services.store.failed_write_transactions > failed, "the flush's write failed"
+            )
+            await asyncio.sleep(0.3)  # time for a final transition that did not wait to commit
+            await locking.rollback()
+        finally:
+            await blocker.close()
+        done = await _eventually(server, task["id"])
+        assert done["state"] == "completed", done
+        _, lines = await _stored(server.client, task["id"])
+        assert lines == [f"{task['id']} line {i}" for i in range(1, 4)]
+        assert done["log_lines"] == 3
 
 
 async def _eventually(server: LiveServer, task_id: str) -> dict[str, object]:

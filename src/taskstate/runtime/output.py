@@ -6,7 +6,10 @@ them in memory per job and stores every job's pending output in one write
 of the job's own transitions. Two promises:
 
 - nothing is lost to a failed write: what was taken for a write that failed
-  is given back (`JobOutput.give_back`) and goes with the next one;
+  is given back (`JobOutput.give_back`) and goes with the next one. One write
+  of a job's output is in flight at a time, so a job's own last write (before
+  its final transition) waits for the periodic one to settle and takes back
+  what that one failed to store, instead of racing past it;
 - nothing is written for an attempt that lost its task: each job's output is
   stored only while the task's row still names this worker and attempt (the
   row is locked while it is checked), so a job that was orphaned and re-run
@@ -16,6 +19,7 @@ of the job's own transitions. Two promises:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -78,6 +82,8 @@ class JobOutput:
         self.log_seq = log_seq
         self._lines: list[LogLine] = []
         self._progress: ProgressUpdate | None = None
+        self._settled = asyncio.Event()
+        self._settled.set()
 
     def add_line(self, at: datetime, level: str, message: str) -> LogLine:
         level = level.lower() if level.lower() in LEVELS else "info"
@@ -92,18 +98,29 @@ class JobOutput:
         self._progress = update
 
     def take(self) -> PendingOutput | None:
-        """Everything pending, for one write; None when there is nothing to write."""
-        if self._progress is None and not self._lines:
+        """Everything pending, for one write; None when there is nothing to write, or
+        while an earlier write of this output has not settled (`written`/`give_back`)."""
+        if not self._settled.is_set() or (self._progress is None and not self._lines):
             return None
         pending = PendingOutput(self.task_id, self.worker_id, self.attempt, self._progress, self._lines)
         self._progress, self._lines = None, []
+        self._settled.clear()
         return pending
+
+    def written(self) -> None:
+        """The write of what `take` answered has committed (or found the task lost)."""
+        self._settled.set()
 
     def give_back(self, pending: PendingOutput) -> None:
         """A write failed: what it took goes first in the next one (newer progress wins)."""
         self._lines = pending.lines + self._lines
         if self._progress is None:
             self._progress = pending.progress
+        self._settled.set()
+
+    async def settled(self) -> None:
+        """Until no write of this output is in flight."""
+        await self._settled.wait()
 
 
 async def store_outputs(wb: WriteBatch, outputs: Sequence[PendingOutput], *, cap: int) -> set[str]:

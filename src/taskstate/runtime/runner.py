@@ -580,6 +580,7 @@ class RunningJob:
         Raises if the write failed (what it took is kept for the next one), and
         `_Stop` if the task is no longer this attempt's.
         """
+        await self.output.settled()  # what the periodic flush took is stored, or back
         pending = self.take_pending(write=True, now=utcnow())
         if pending is None:
             return
@@ -589,6 +590,7 @@ class RunningJob:
         except BaseException:
             self.output.give_back(pending)
             raise
+        self.output.written()
         if lost:
             self.lost()
             raise _Stop

@@ -294,6 +294,7 @@ class Supervisor:
                 job.output.give_back(pending)
             raise
         for job, _ in taken:
+            job.output.written()
             if job.task_id in lost:
                 log.warning("task %s is no longer this worker's: stopping its job", job.task_id)
                 job.lost()

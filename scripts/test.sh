@@ -58,17 +58,14 @@ HEAVY=(
   tests/test_recovery.py
   tests/test_durability.py
   tests/test_bench_smoke.py
+  tests/test_retention.py
   tests/test_ws.py::test_reconnecting_with_the_last_seq_misses_nothing_and_sees_nothing_twice
 )
-# Timed against a bound set on a machine doing nothing else: run alone, before the others.
-SOLO=(tests/test_retention.py)
 if [ $# -gt 0 ]; then
   exec .venv/bin/pytest "$@"
 fi
-solo_status=0
-.venv/bin/pytest -p no:cacheprovider "${SOLO[@]}" || solo_status=$?
 LIGHT_ONLY=()
-for path in "${SOLO[@]}" "${HEAVY[@]}"; do
+for path in "${HEAVY[@]}"; do
   case "$path" in
     *::*) LIGHT_ONLY+=(--deselect "$path") ;;
     *) LIGHT_ONLY+=(--ignore "$path") ;;
@@ -84,5 +81,5 @@ heavy_status=0
 wait "$heavy" || heavy_status=$?
 echo "== pytest, the heavy tests (run beside the others)"
 cat "$heavy_log"
-echo "== pytest: the solo tests exited $solo_status, the others $light_status, the heavy tests $heavy_status"
-[ "$solo_status" -eq 0 ] && [ "$light_status" -eq 0 ] && [ "$heavy_status" -eq 0 ]
+echo "== pytest: the others exited $light_status, the heavy tests $heavy_status"
+[ "$light_status" -eq 0 ] && [ "$heavy_status" -eq 0 ]

@@ -206,8 +206,9 @@ TARGETS: dict[str, tuple[str, float]] = {
     "ws_latency.sqlite.1.p99_ms": ("<=", 10),
     "ws_latency.postgres.1000.p99_ms": ("<=", 50),
     "ws_latency.sqlite.1000.p99_ms": ("<=", 50),
-    "api.postgres.get_task.p99_ms": ("<=", 10),
-    "api.sqlite.get_task.p99_ms": ("<=", 10),
+    # The issue's load generator is wrk (C); the Python clients' row is reported beside it.
+    "api.postgres.get_task_wrk.p99_ms": ("<=", 10),
+    "api.sqlite.get_task_wrk.p99_ms": ("<=", 10),
     "history.pg.first_page.p50_ms": ("<=", 20),
     "history.pg.first_page_filtered.p50_ms": ("<=", 20),
     "history.pg.deep_page_filtered.p50_ms": ("<=", 20),

@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import json
 import random
+import re
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -237,6 +239,38 @@ async def fanout(
             server.stop()
 
 
+async def _wrk_get_task(
+    results: Results,
+    server: Server,
+    backend: str,
+    workdir: Path,
+    ids: Sequence[str],
+    connections: int,
+    repeat: int,
+) -> None:
+    paths = [f"/api/v2/tasks/{task_id}" for task_id in ids[:2000]]
+    await wrk_load(server.url, paths, connections=connections, seconds=2, workdir=workdir)  # warm-up
+    for _ in range(repeat):
+        cpu0, t0 = server.cpu_seconds(), time.perf_counter()
+        p50, p99, rate, bad = await wrk_load(
+            server.url, paths, connections=connections, seconds=10, workdir=workdir
+        )
+        cpu, elapsed = server.cpu_seconds() - cpu0, time.perf_counter() - t0
+        if bad:
+            raise RuntimeError(f"{bad} of wrk's GETs were not answered 2xx")
+        key = f"api.{backend}.get_task_wrk"
+        full = f"GET /tasks/{{id}} driven by wrk, {connections} connections, {backend}"
+        results.add(f"{key}.p50_ms", p50, "ms", f"{full}: p50")
+        results.add(f"{key}.p99_ms", p99, "ms", f"{full}: p99")
+        results.add(f"{key}.req_per_s", rate, "req/s", f"{full}: throughput")
+        results.add(
+            f"{key}.server_cpu_ms_per_req",
+            1000 * cpu / (rate * elapsed),
+            "ms",
+            f"{full}: server CPU per request",
+        )
+
+
 # -- 5. API latency ------------------------------------------------------------------------
 
 
@@ -261,6 +295,49 @@ async def _load(
     started = time.perf_counter()
     await asyncio.gather(*(worker(c) for c in clients))
     return latencies, requests / (time.perf_counter() - started)
+
+
+_WRK_LATENCY = re.compile(r"^\s+(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+_WRK_RATE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.M)
+_WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+async def wrk_load(
+    base_url: str, paths: Sequence[str], *, connections: int, seconds: float, workdir: Path
+) -> tuple[float, float, float, int]:
+    """`wrk` (C, one thread) holding `connections` keep-alive connections busy for `seconds`,
+    each request to one of `paths` at random, so that the clients do not take the server's
+    cores as Python clients do. Answers p50 and p99 in ms, requests/s and the non-2xx count."""
+    script = workdir / "wrk-paths.lua"
+    listed = ",".join(json.dumps(p) for p in paths)
+    script.write_text(
+        f"local paths = {{{listed}}}\n"
+        "request = function() return wrk.format('GET', paths[math.random(#paths)]) end\n"
+        "done = function(summary, latency, requests)\n"
+        "  io.write(string.format('non2xx %d\\n', summary.errors.status))\n"
+        "end\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--latency",
+        "-s",
+        str(script),
+        base_url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out = (await proc.communicate())[0].decode()
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed: {out}")
+    found = {q: float(v) * _WRK_UNITS[unit] for q, v, unit in _WRK_LATENCY.findall(out)}
+    rate = _WRK_RATE.search(out)
+    bad = re.search(r"^non2xx (\d+)", out, re.M)
+    if "50" not in found or "99" not in found or rate is None or bad is None:
+        raise RuntimeError(f"could not read wrk's report: {out}")
+    return found["50"], found["99"], float(rate.group(1)), int(bad.group(1))
 
 
 API_HISTORY_PATH = "/api/v2/tasks?state=completed&state=failed&type=demo.noop&q=noop&limit=50"
@@ -306,6 +383,8 @@ async def api_latency(
                     ("active", f"GET /tasks/active ({active} active)", lambda: "/api/v2/tasks/active"),
                     ("history", "GET /tasks?state&type&q (history page of 50)", lambda: API_HISTORY_PATH),
                 ]
+                if shutil.which("wrk"):
+                    await _wrk_get_task(results, server, backend, workdir, ids, clients, repeat)
                 for name, label, path_of in endpoints:
                     await _load(pool, path_of, 100)  # warm-up
                     for _ in range(repeat):

@@ -23,7 +23,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -31,6 +31,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from taskstate.core.db import task_logs, tasks
 from taskstate.core.states import is_terminal
 from taskstate.core.writer import WriteBatch
+
+if TYPE_CHECKING:
+    from taskstate.core.store import Store
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 MAX_LOG_MESSAGE = 8192
@@ -121,6 +124,24 @@ class JobOutput:
     async def settled(self) -> None:
         """Until no write of this output is in flight."""
         await self._settled.wait()
+
+
+async def write_taken(
+    store: Store, taken: Sequence[tuple[JobOutput, PendingOutput]], *, cap: int
+) -> set[str]:
+    """Store what was taken from each output in one write, and settle each output: what it
+    took goes back if the write failed (and the error is raised). Answers the ids of the
+    tasks whose attempt lost its task (`store_outputs`)."""
+    outputs = [pending for _, pending in taken]
+    try:
+        lost = await store.write(lambda wb: store_outputs(wb, outputs, cap=cap))
+    except BaseException:
+        for output, pending in taken:
+            output.give_back(pending)
+        raise
+    for output, _ in taken:
+        output.written()
+    return lost
 
 
 async def store_outputs(wb: WriteBatch, outputs: Sequence[PendingOutput], *, cap: int) -> set[str]:

@@ -52,7 +52,7 @@ from taskstate.runtime.context import (
 )
 from taskstate.runtime.durably import Refusal, durably
 from taskstate.runtime.lease import Lease
-from taskstate.runtime.output import JobOutput, PendingOutput, ProgressUpdate, store_outputs
+from taskstate.runtime.output import JobOutput, PendingOutput, ProgressUpdate, write_taken
 from taskstate.runtime.registry import JobRegistry, JobSpec, TaskKind
 from taskstate.runtime.restoration import restoration_of
 from taskstate.runtime.tracebacks import format_bounded
@@ -584,13 +584,9 @@ class RunningJob:
         pending = self.take_pending(write=True, now=utcnow())
         if pending is None:
             return
-        cap = self.env.settings.max_log_lines
-        try:
-            lost = await self.env.store.write(lambda wb: store_outputs(wb, [pending], cap=cap))
-        except BaseException:
-            self.output.give_back(pending)
-            raise
-        self.output.written()
+        lost = await write_taken(
+            self.env.store, [(self.output, pending)], cap=self.env.settings.max_log_lines
+        )
         if lost:
             self.lost()
             raise _Stop

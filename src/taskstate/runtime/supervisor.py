@@ -33,7 +33,7 @@ from taskstate.core.states import State, is_terminal
 from taskstate.core.store import Store
 from taskstate.core.writer import TransitionRecord
 from taskstate.runtime.lease import Lease
-from taskstate.runtime.output import PendingOutput, store_outputs
+from taskstate.runtime.output import PendingOutput, write_taken
 from taskstate.runtime.registry import JobRegistry
 from taskstate.runtime.runner import LIVE_PROGRESS_INTERVAL, RunnerEnv, RunningJob, new_worker_id, system_info
 
@@ -285,16 +285,10 @@ class Supervisor:
                 taken.append((job, pending))
         if not taken:
             return
-        outputs = [pending for _, pending in taken]
-        cap = self.settings.max_log_lines
-        try:
-            lost = await self.store.write(lambda wb: store_outputs(wb, outputs, cap=cap))
-        except BaseException:
-            for job, pending in taken:
-                job.output.give_back(pending)
-            raise
+        lost = await write_taken(
+            self.store, [(job.output, pending) for job, pending in taken], cap=self.settings.max_log_lines
+        )
         for job, _ in taken:
-            job.output.written()
             if job.task_id in lost:
                 log.warning("task %s is no longer this worker's: stopping its job", job.task_id)
                 job.lost()

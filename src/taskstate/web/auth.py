@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 TOKEN = re.compile(r"ts_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})")
 
 
-
-
 class Unauthorized(TaskstateError):
     """A valid API token is required: `Authorization: Bearer <token>`."""
 

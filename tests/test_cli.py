@@ -33,7 +33,7 @@ from taskstate.core.db import open_database
 from taskstate.core.migrations import current_revision, head_revision
 from taskstate.web import auth
 from tests import jobs as test_jobs
-from tests.support.processes import REPO, ServerProcess, free_port, wait_ready
+from tests.support.processes import REPO, ServerProcess, free_port, stop_gracefully, wait_ready
 from tests.support.servers import LiveServer, live_server, make_settings
 
 CLI_TIMEOUT = 60.0
@@ -152,6 +152,8 @@ async def sqlite_server(tmp_path: Path) -> AsyncIterator[LiveServer]:
     """One backend is enough for what only concerns the command line."""
     async with live_server(make_settings(f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")) as live:
         yield live
+        # As the shared `server` fixture checks: nothing may be left running.
+        await live.assert_nothing_left_running()
 
 
 def transition_pairs(text: str, task_id: str) -> list[tuple[str | None, str]]:
@@ -823,13 +825,7 @@ async def test_serve_on_a_fresh_directory_creates_the_database(tmp_path: Path) -
         banner = (tmp_path / "serve.log").read_text()
         assert f"on http://127.0.0.1:{port}" in banner and "taskstate.db" in banner
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        stop_gracefully(process)
     # A graceful shutdown; uvicorn then re-raises the signal (128 + 15 to a shell).
     assert process.returncode in (0, -signal.SIGTERM), (tmp_path / "serve.log").read_text()
     assert "Application shutdown complete" in (tmp_path / "serve.log").read_text()
@@ -1203,10 +1199,10 @@ def log_messages(text: str) -> list[str]:
 
 
 async def test_logs_follow_one_task_while_others_log_too(sqlite_server: LiveServer) -> None:
-    server = sqlite_server
     """Three tasks log at once; `logs --follow` of one, started as it begins and another
     started half-way, each print exactly its lines, in order, none lost or twice, live (the
     first line well before the task ends), and end when it does, with its outcome."""
+    server = sqlite_server
     url = server.base_url
     lines = 80
     params = {"lines": lines, "delay": 0.05}

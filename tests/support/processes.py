@@ -48,6 +48,19 @@ async def wait_ready(
             await asyncio.sleep(0.05)
 
 
+def stop_gracefully(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (graceful), SIGKILL if it takes more than 30 s; waits (not async)."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 class ServerProcess:
     """One `python -m taskstate serve` on a loopback port, with its output in a log file.
 
@@ -159,15 +172,8 @@ class ServerProcess:
 
     def stop(self) -> None:
         """SIGTERM (graceful), SIGKILL if it takes more than 30 s; waits (not async)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        if self.process is not None:
+            stop_gracefully(self.process)
 
     def pause(self) -> None:
         """SIGSTOP: the process stalls (a long GC pause, a stopped VM), holding what it holds.

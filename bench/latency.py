@@ -19,7 +19,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -251,21 +251,19 @@ async def _wrk_get_task(
     paths = [f"/api/v2/tasks/{task_id}" for task_id in ids[:2000]]
     await wrk_load(server.url, paths, connections=connections, seconds=2, workdir=workdir)  # warm-up
     for _ in range(repeat):
-        cpu0, t0 = server.cpu_seconds(), time.perf_counter()
-        p50, p99, rate, bad = await wrk_load(
-            server.url, paths, connections=connections, seconds=10, workdir=workdir
-        )
-        cpu, elapsed = server.cpu_seconds() - cpu0, time.perf_counter() - t0
-        if bad:
-            raise RuntimeError(f"{bad} of wrk's GETs were not answered 2xx")
+        cpu0 = server.cpu_seconds()
+        report = await wrk_load(server.url, paths, connections=connections, seconds=10, workdir=workdir)
+        cpu = server.cpu_seconds() - cpu0
+        if report.non_2xx:
+            raise RuntimeError(f"{report.non_2xx} of wrk's GETs were not answered 2xx")
         key = f"api.{backend}.get_task_wrk"
         full = f"GET /tasks/{{id}} driven by wrk, {connections} connections, {backend}"
-        results.add(f"{key}.p50_ms", p50, "ms", f"{full}: p50")
-        results.add(f"{key}.p99_ms", p99, "ms", f"{full}: p99")
-        results.add(f"{key}.req_per_s", rate, "req/s", f"{full}: throughput")
+        results.add(f"{key}.p50_ms", report.p50_ms, "ms", f"{full}: p50")
+        results.add(f"{key}.p99_ms", report.p99_ms, "ms", f"{full}: p99")
+        results.add(f"{key}.req_per_s", report.req_per_s, "req/s", f"{full}: throughput")
         results.add(
             f"{key}.server_cpu_ms_per_req",
-            1000 * cpu / (rate * elapsed),
+            1000 * cpu / report.requests,
             "ms",
             f"{full}: server CPU per request",
         )
@@ -298,16 +296,26 @@ async def _load(
 
 
 _WRK_LATENCY = re.compile(r"^\s+(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+_WRK_REQUESTS = re.compile(r"^\s*(\d+) requests in ", re.M)
 _WRK_RATE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.M)
+_WRK_NON_2XX = re.compile(r"^non2xx (\d+)", re.M)
 _WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+class WrkReport(NamedTuple):
+    p50_ms: float
+    p99_ms: float
+    req_per_s: float
+    requests: int
+    non_2xx: int
 
 
 async def wrk_load(
     base_url: str, paths: Sequence[str], *, connections: int, seconds: float, workdir: Path
-) -> tuple[float, float, float, int]:
+) -> WrkReport:
     """`wrk` (C, one thread) holding `connections` keep-alive connections busy for `seconds`,
     each request to one of `paths` at random, so that the clients do not take the server's
-    cores as Python clients do. Answers p50 and p99 in ms, requests/s and the non-2xx count."""
+    cores as Python clients do."""
     script = workdir / "wrk-paths.lua"
     listed = ",".join(json.dumps(p) for p in paths)
     script.write_text(
@@ -333,11 +341,12 @@ async def wrk_load(
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed: {out}")
     found = {q: float(v) * _WRK_UNITS[unit] for q, v, unit in _WRK_LATENCY.findall(out)}
-    rate = _WRK_RATE.search(out)
-    bad = re.search(r"^non2xx (\d+)", out, re.M)
-    if "50" not in found or "99" not in found or rate is None or bad is None:
+    requests, rate, bad = (pattern.search(out) for pattern in (_WRK_REQUESTS, _WRK_RATE, _WRK_NON_2XX))
+    if "50" not in found or "99" not in found or requests is None or rate is None or bad is None:
         raise RuntimeError(f"could not read wrk's report: {out}")
-    return found["50"], found["99"], float(rate.group(1)), int(bad.group(1))
+    return WrkReport(
+        found["50"], found["99"], float(rate.group(1)), int(requests.group(1)), int(bad.group(1))
+    )
 
 
 API_HISTORY_PATH = "/api/v2/tasks?state=completed&state=failed&type=demo.noop&q=noop&limit=50"
@@ -385,6 +394,10 @@ async def api_latency(
                 ]
                 if shutil.which("wrk"):
                     await _wrk_get_task(results, server, backend, workdir, ids, clients, repeat)
+                else:
+                    results.skip(
+                        f"api.{backend}.get_task_wrk", "wrk is not installed (Debian: apt install wrk)"
+                    )
                 for name, label, path_of in endpoints:
                     await _load(pool, path_of, 100)  # warm-up
                     for _ in range(repeat):

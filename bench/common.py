@@ -12,7 +12,6 @@ import contextlib
 import json
 import math
 import os
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -27,7 +26,7 @@ from typing import Any
 import asyncpg
 import httpx
 from tests.support import databases
-from tests.support.processes import REPO, ServerProcess
+from tests.support.processes import REPO, ServerProcess, stop_gracefully
 
 #: TASKSTATE_BENCH_PG, else the tests' (TASKSTATE_TEST_PG, else the local default).
 PG_ADMIN_DSN = os.environ.get("TASKSTATE_BENCH_PG") or databases.PG_ADMIN_DSN
@@ -233,13 +232,7 @@ async def peer_worker(
     try:
         yield worker
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(10)
+        stop_gracefully(worker)
 
 
 @contextlib.asynccontextmanager

@@ -359,6 +359,15 @@ def register(registry: JobRegistry) -> None:
         await ctx.serving(endpoint="test://stubborn")
         await asyncio.sleep(3600)
 
+    @registry.job("test.gated_shutdown", params=GateParams, kind="service")
+    async def gated_shutdown(ctx: JobContext, params: GateParams) -> str:
+        """Comes up; once asked to stop, shuts down when the test opens its gate."""
+        await ctx.serving()
+        await ctx.until_stopped()
+        await GATES[params.gate].wait()
+        ctx.log("shut down")  # a line to flush before its last transition, as most jobs have
+        return "shut down"
+
     @registry.job("test.failing_shutdown", params=EchoParams, kind="service")
     async def failing_shutdown(ctx: JobContext, params: EchoParams) -> None:
         """Comes up; its shutdown raises."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -74,6 +76,75 @@ async def test_a_service_that_ignores_stop_is_failed_after_the_grace(database_ur
         assert path(await server.transitions(task["id"]))[-2:] == ["stopping", "failed"]
         await wait_released(server.services.supervisor, [task["id"]], within=0.1)
         assert server.services.supervisor.running == {}
+
+
+async def test_a_shutdown_in_time_completes_however_long_its_last_write_waits(tmp_path: Path) -> None:
+    """The grace bounds the job's code, not the write that records how it ended: a
+    service that shut down in time, whose `completed` waits on a busy database past
+    the grace, completes (a soak run on SQLite once failed it with `stop_timeout`)."""
+    database = tmp_path / "taskstate.db"
+    settings = make_settings(f"sqlite+aiosqlite:///{database}", stop_grace_seconds=0.3)
+    async with live_server(settings) as server:
+        task = await server.create("test.gated_shutdown", params={"gate": "shutdown-in-time"})
+        await server.wait_for(task["id"], "serving")
+        assert (await server.client.post(f"/api/v2/tasks/{task['id']}/stop")).status_code == 200
+        lock = sqlite3.connect(database, timeout=30, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")  # every write of the server waits from here
+        try:
+            from tests.jobs import GATES
+
+            GATES["shutdown-in-time"].set()  # the job returns well within the grace...
+            await asyncio.sleep(1.0)  # ...and its last write waits three graces long
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        done = await server.wait_for(task["id"])
+        assert (done["state"], done["reason"], done["result"]) == ("completed", "completed", "shut down")
+        assert path(await server.transitions(task["id"]))[-2:] == ["stopping", "completed"]
+
+
+async def test_a_service_that_shut_down_completes_though_its_instance_stops_meanwhile(tmp_path: Path) -> None:
+    """A graceful stop of the instance while a stopped service's `completed` waits on a
+    busy database: the write is the end of work already done, so it lands (a soak run on
+    SQLite once failed such a service with `stop_timeout`, 'did not shut down within 10 s',
+    a second after the stop)."""
+    database = tmp_path / "taskstate.db"
+    settings = make_settings(f"sqlite+aiosqlite:///{database}", shutdown_grace_seconds=0.2)
+    async with live_server(settings) as server:
+        task = await server.create("test.gated_shutdown", params={"gate": "shut-down-then-instance"})
+        await server.wait_for(task["id"], "serving")
+        assert (await server.client.post(f"/api/v2/tasks/{task['id']}/stop")).status_code == 200
+        lock = sqlite3.connect(database, timeout=30, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            from tests.jobs import GATES
+
+            GATES["shut-down-then-instance"].set()
+            await asyncio.sleep(0.1)  # the job has returned; its last write waits
+            stopping = asyncio.create_task(server.services.supervisor.stop())
+            await asyncio.sleep(0.6)  # three shutdown graces
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        await asyncio.wait_for(stopping, 15)
+        done = await server.get(task["id"])
+        assert (done["state"], done["reason"], done["result"]) == ("completed", "completed", "shut down")
+
+
+async def test_an_instance_that_stops_while_its_service_stops_says_so(database_url: str) -> None:
+    """The service was asked to stop and its instance shuts down before the service did:
+    `stopping` has no way back to the queue, so the task fails, and its error says what
+    happened rather than blaming the service for the stop grace it was not given."""
+    async with live_server(make_settings(database_url, shutdown_grace_seconds=0.2)) as server:
+        task = await server.create("test.gated_shutdown", params={"gate": "never-opened"})
+        await server.wait_for(task["id"], "serving")
+        assert (await server.client.post(f"/api/v2/tasks/{task['id']}/stop")).status_code == 200
+        await server.wait_for(task["id"], "stopping")
+        await asyncio.wait_for(server.services.supervisor.stop(), 15)
+        done = await server.get(task["id"])
+        assert (done["state"], done["reason"], done["error_type"]) == ("failed", "server_restart", "Shutdown")
+        assert done["error"] == "the instance shut down before the service finished stopping"
+        assert path(await server.transitions(task["id"]))[-2:] == ["stopping", "failed"]
 
 
 async def test_a_shutdown_that_raises_fails_the_task(server: LiveServer) -> None:

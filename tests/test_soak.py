@@ -338,9 +338,9 @@ async def audit(cluster: Cluster, load: Load, subscriber: Subscriber, journal: l
             if task["state"] == "completed":
                 assert mode == "serve" and task_id in load.stop_requested, where
             if task["state"] == "failed":
-                # `stopping` has no way back to the queue: a service whose worker was lost
-                # while it shut down has failed (CONTRACT §1).
-                assert mode == "serve" and task["reason"] == "worker_lost", where
+                # `stopping` has no way back to the queue: a service whose worker was lost, or
+                # whose instance stopped, before it had shut down has failed (CONTRACT §1).
+                assert mode == "serve" and task["reason"] in ("worker_lost", "server_restart"), where
         if task["state"] == "completed":
             assert task["progress"] == 100, where
             if mode != "serve":

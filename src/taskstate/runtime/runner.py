@@ -7,9 +7,12 @@ persists checkpoints and questions, and decides what a stop means.
 
 Why a job stops is recorded before it is stopped (`stop_reason`): `user`
 (the task is already terminal), `timeout` (fail it), `stop` (a service that
-did not shut down in time: fail it), `shutdown` (hand it back to the queue),
-`lost` (the task was orphaned while this instance stalled: another attempt
-owns it now, so nothing more is written).
+did not shut down in time: fail it; or, if its instance shut down first, fail
+it saying so), `shutdown` (hand it back to the queue), `lost` (the task was
+orphaned while this instance stalled: another attempt owns it now, so nothing
+more is written). A stop interrupts the job's code only: once that has
+returned or raised, recording how it ended (its last lines, its final
+transition) is not cut short, or work done would be recorded as not done.
 """
 
 from __future__ import annotations
@@ -113,6 +116,10 @@ class RunningJob:
         self.task: asyncio.Task[None] | None = None
         self.stop_reason: str | None = None
         self.hard_stop: asyncio.TimerHandle | None = None
+        #: The job's code has returned or raised: only the record of its end remains.
+        self.code_ended = False
+        #: The instance shut down while this job ran (whatever stopped it first).
+        self.shut_down = False
         self.serving = False
         #: The error this job failed its task with, if it did (for its span).
         self.failure: tuple[str, str] | None = None
@@ -148,16 +155,23 @@ class RunningJob:
         """Tell the job to stop now (its events fire); stop it hard after `grace` seconds."""
         if self.stop_reason is None:
             self.stop_reason = reason
+        self.shut_down = self.shut_down or reason == "shutdown"
         if reason == "stop":
             self.ctx.stop_requested.set()
         else:
             self.ctx.cancelled.set()
-        if self.task is None or self.task.done():
+        if self.task is None or self.task.done() or self.code_ended:
             return
         if grace <= 0:
             self.task.cancel()
         elif self.hard_stop is None:
             self.hard_stop = asyncio.get_running_loop().call_later(grace, self.task.cancel)
+
+    def _code_has_ended(self) -> None:
+        self.code_ended = True
+        if self.hard_stop is not None:
+            self.hard_stop.cancel()
+            self.hard_stop = None
 
     def deliver_answer(self, question_id: str, answer: Any) -> None:
         self.questions.deliver(question_id, answer)
@@ -207,9 +221,12 @@ class RunningJob:
         timeout = self.row["timeout_seconds"] or self.env.settings.task_timeout_seconds
         try:
             try:
-                async with asyncio.timeout(timeout):
-                    started = await self._restoration(spec) if restoring else {}
-                    result = await self._phases(spec, started)
+                try:
+                    async with asyncio.timeout(timeout):
+                        started = await self._restoration(spec) if restoring else {}
+                        result = await self._phases(spec, started)
+                finally:
+                    self._code_has_ended()
             except TimeoutError as exc:
                 # Where the job was when its time ran out (the cancelled await) is the traceback.
                 error = f"timed out after {timeout:g} s"
@@ -363,6 +380,10 @@ class RunningJob:
                 await self._move(State.QUEUED, "server_restart", requeue)
             elif self.stop_reason == "lost":
                 return  # the task is another attempt's now: nothing here is ours to write
+            elif self.stop_reason == "stop" and self.shut_down:
+                # `stopping` has no way back to the queue (CONTRACT §1).
+                error = "the instance shut down before the service finished stopping"
+                await self._fail("server_restart", error, "Shutdown")
             elif self.stop_reason == "stop":
                 grace = self.env.settings.stop_grace_seconds
                 await self._fail("stop_timeout", f"did not shut down within {grace:g} s", "TimeoutError")

@@ -40,6 +40,19 @@ export function replaceChildren(el, ...children) {
   return el;
 }
 
+/**
+ * Makes `el`'s children exactly `nodes`, in order, moving only what is out of place: a node
+ * that stays keeps what a person typed into it and, unless it moves, their focus.
+ */
+export function placeChildren(el, nodes) {
+  const wanted = new Set(nodes);
+  for (const child of [...el.children]) if (!wanted.has(child)) child.remove();
+  nodes.forEach((node, i) => {
+    if (el.children[i] !== node) el.insertBefore(node, el.children[i] ?? null);
+  });
+  return el;
+}
+
 /** Sets textContent only when it changed (keeps screen readers and layout quiet). */
 export function setText(el, value) {
   const text = value === null || value === undefined ? '' : String(value);

@@ -5,7 +5,7 @@
 // Answers go through the manager.
 
 import { announce, manager } from './context.js';
-import { h, replaceChildren, setText, uid } from './dom.js';
+import { h, placeChildren, setText, uid } from './dom.js';
 import { formatDateTime, formatTime, toJson } from './format.js';
 import { isApprovalGate } from './workflow-model.js';
 
@@ -14,7 +14,7 @@ const GATE_BUTTONS = { approve: ['Approve', 'btn-primary'], reject: ['Reject', '
 export class TaskQuestions extends HTMLElement {
   #questions = [];
   #withTask = false;
-  #key = '';
+  #articles = new Map(); // what a question was drawn from (JSON) -> its <article>
   #busy = new Set();
   #error = h('p', { class: 'form-error', role: 'alert' });
   #list = h('div', { class: 'questions' });
@@ -47,18 +47,29 @@ export class TaskQuestions extends HTMLElement {
     this.#render();
   }
 
+  /**
+   * A question already on the page keeps its <article> (and so what was typed into it and
+   * the focus): a re-render while one answer is on its way once emptied the text box of
+   * the next before its Answer was pressed. Busy or not only enables or disables controls.
+   */
   #render() {
     const questions = this.#questions;
     this.hidden = questions.length === 0;
-    const key = JSON.stringify([questions.map((q) => [q.task_id, q.id, q.task_name]), [...this.#busy]]);
-    if (key === this.#key) return; // unchanged: keep focus where it is
-    this.#key = key;
-    replaceChildren(this.#list, questions.map((q) => this.#question(q)));
+    const before = this.#articles;
+    this.#articles = new Map();
+    const nodes = questions.map((q) => {
+      const drawnFrom = JSON.stringify([this.#withTask, q]);
+      const article = before.get(drawnFrom) ?? this.#question(q);
+      this.#articles.set(drawnFrom, article);
+      const busy = this.#busy.has(q.id);
+      for (const control of article.querySelectorAll('button, input')) control.disabled = busy;
+      return article;
+    });
+    placeChildren(this.#list, nodes);
   }
 
   #question(q) {
     const textId = uid('question');
-    const busy = this.#busy.has(q.id);
     const gate = isApprovalGate(q);
     const choices = Array.isArray(q.choices) && q.choices.length ? q.choices : null;
     const dataset = (choice) => ({ action: 'answer', task: q.task_id, question: q.id, choice: String(choice) });
@@ -67,14 +78,14 @@ export class TaskQuestions extends HTMLElement {
       answer = h('div', { class: 'choices', role: 'group', 'aria-labelledby': textId },
         choices.map((choice) => {
           const [label, cls] = (gate && GATE_BUTTONS[choice]) || [String(choice), 'btn-primary'];
-          return h('button', { type: 'button', class: ['btn', cls], disabled: busy, dataset: dataset(choice) }, label);
+          return h('button', { type: 'button', class: ['btn', cls], dataset: dataset(choice) }, label);
         }));
     } else {
       const inputId = uid('answer');
       answer = h('form', { class: 'free-answer', dataset: { task: q.task_id, question: q.id } },
         h('label', { for: inputId }, 'Your answer'),
-        h('input', { id: inputId, name: 'answer', type: 'text', required: true, disabled: busy, autocomplete: 'off' }),
-        h('button', { type: 'submit', class: 'btn btn-primary', disabled: busy }, 'Answer'));
+        h('input', { id: inputId, name: 'answer', type: 'text', required: true, autocomplete: 'off' }),
+        h('button', { type: 'submit', class: 'btn btn-primary' }, 'Answer'));
     }
     // A gate's context is {kind, type}: the task line says both; anything more is shown.
     const { kind: _kind, type, ...context } = gate ? q.context : {};

@@ -394,11 +394,17 @@ async def test_questions_inbox_lists_and_answers_questions_of_several_tasks(
     assert await mine.count() == 3
     await snap(ui, screens, "questions-inbox")
 
+    # A person types an answer, then answers another question first: the list re-renders
+    # as that one goes (and again when its request returns), and what was typed stays (a
+    # re-render once emptied the box between the typing and the click, in CI).
+    label = page.locator(f"ts-questions-page article[data-task-id='{free['id']}']")
+    box = label.get_by_label("Your answer")
+    await box.fill("blue-green")
     first = page.locator(f"ts-questions-page article[data-task-id='{with_choices[0]['id']}']")
     await first.get_by_role("button", name="yes").click()
     await first.wait_for(state="detached")
-    label = page.locator(f"ts-questions-page article[data-task-id='{free['id']}']")
-    await label.get_by_label("Your answer").fill("blue-green")
+    await wait_js(ui, "() => !document.querySelector('ts-questions-page button:disabled')")
+    assert await box.input_value() == "blue-green"
     await label.get_by_role("button", name="Answer").click()
     await label.wait_for(state="detached")
     assert await mine.count() == 1, "the third question still waits"

@@ -13,7 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from taskstate.core.db import tasks
 from taskstate.core.insights import EPOCH, epoch_micros
 from taskstate.web import auth
 from tests import jobs as test_jobs
@@ -199,6 +201,36 @@ async def test_insights_match_what_ran(busy: LiveServer) -> None:
     assert default["by_type"] == want["by_type"] and default["durations"] == want["durations"]
     assert (await insights(server, window="1h"))["interval_seconds"] == 30
     test_jobs.GATES["g1"].set()
+
+
+async def test_an_instant_in_the_last_half_millisecond_of_a_second_stays_in_its_second(
+    server: LiveServer,
+) -> None:
+    """SQLite's date functions round to the millisecond: `strftime('%s', '… 22:13:34.9996')`
+    is 22:13:35, so a task finished then was counted a second late (seen in CI). Tasks
+    finished at .9995, .999999 and .000000 of one second all count in that second."""
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    second = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    finishes = [second.replace(microsecond=us) for us in (999_500, 999_999, 0)]
+    ids = []
+    for _ in finishes:
+        task = await server.create("demo.noop", run_at=later)
+        assert (await server.client.post(f"/api/v2/tasks/{task['id']}/cancel")).status_code == 200
+        ids.append(task["id"])
+    async with server.services.store.db.writer.begin() as conn:
+        for task_id, finished in zip(ids, finishes, strict=True):
+            await conn.execute(
+                sa.update(tasks)
+                .where(tasks.c.id == task_id)
+                .values(created_at=finished - timedelta(seconds=1), finished_at=finished)
+            )
+    for task_id, finished in zip(ids, finishes, strict=True):
+        assert (await server.get(task_id))["finished_at"] == at(epoch_micros(finished))
+    since = epoch_micros(second) - 3 * US
+    window = {"since": at(since), "until": at(since + 6 * US), "interval": "1s"}
+    answer = await insights(server, **window, type="demo.noop")
+    assert [b["cancelled"] for b in answer["throughput"]] == [0, 0, 0, 3, 0, 0]
+    assert [b["depth"] for b in answer["queue"]] == [0, 0, 3, 0, 0, 0]  # created the second before
 
 
 BAD = [

@@ -93,9 +93,11 @@ def epoch_micros(value: datetime) -> int:
 def _epoch_us(column: Any) -> sa.ColumnElement[int]:
     """SQLite: the column's instant in integer microseconds since the epoch, exactly.
 
-    SQLite stores `YYYY-MM-DD HH:MM:SS.ffffff` (SQLAlchemy always writes six digits).
+    SQLite stores `YYYY-MM-DD HH:MM:SS.ffffff` (SQLAlchemy always writes six digits). Its
+    date functions see the whole seconds only: they round to the millisecond, and so took
+    `…:34.9996` for second 35, a second late once the microseconds were added.
     """
-    seconds = sa.cast(sa.func.strftime("%s", column), sa.BigInteger)
+    seconds = sa.cast(sa.func.strftime("%s", sa.func.substr(column, 1, 19)), sa.BigInteger)
     return seconds * US + sa.cast(sa.func.substr(column, 21, 6), sa.BigInteger)
 
 

@@ -3,6 +3,7 @@ never holding up the others; listeners; what is forwarded to other instances."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -20,10 +21,7 @@ def progress(task_id: str = "t1") -> Event:
 
 
 def drain(subscription: Subscription) -> list[Event]:
-    events = []
-    while not subscription.queue.empty():
-        events.append(subscription.queue.get_nowait())
-    return events
+    return subscription.take_ready()
 
 
 def test_a_full_subscriber_is_dropped_with_overflowed_and_the_others_are_not() -> None:
@@ -117,3 +115,22 @@ def test_an_event_is_serialised_once_and_only_when_read() -> None:
     text = event.text
     assert '"seq":7' in text
     assert event.text is text
+
+
+async def test_a_waiting_reader_is_woken_in_order_and_one_cancelled_while_waiting_loses_nothing() -> None:
+    bus = EventBus()
+    subscription = bus.subscribe()
+    reading = asyncio.ensure_future(subscription.get())
+    await asyncio.sleep(0)
+    assert not reading.done()
+    bus.publish_many([transition(1), transition(2)])
+    assert (await asyncio.wait_for(reading, 1)).seq == 1
+    assert (await asyncio.wait_for(subscription.get(), 1)).seq == 2
+    gave_up = asyncio.ensure_future(subscription.get())
+    await asyncio.sleep(0)
+    gave_up.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gave_up
+    bus.publish(transition(3))
+    assert subscription.pending == 1
+    assert (await asyncio.wait_for(subscription.get(), 1)).seq == 3

@@ -71,7 +71,7 @@ class Harness:
             return [(await self.subscription.get()).seq for _ in range(count)]
 
     def nothing_more(self) -> bool:
-        return self.subscription.queue.empty()
+        return self.subscription.pending == 0
 
 
 @pytest.fixture

@@ -348,8 +348,7 @@ class StoreMachine(RuleBasedStateMachine):
         assert counts == self.rows, "a transition row without an applied transition, or the reverse"
         # The bus carried exactly the new rows, in seq order, after their commit.
         published = []
-        while not self.sub.queue.empty():
-            event = self.sub.queue.get_nowait()
+        for event in self.sub.take_ready():
             if event.type == "transition":
                 p = event.payload
                 published.append((p["seq"], p["task_id"], p["from"], p["to"]))

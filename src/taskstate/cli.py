@@ -25,6 +25,7 @@ def _serve(args: argparse.Namespace) -> int:
     from taskstate.app import create_app
     from taskstate.config import Settings
     from taskstate.runtime.registry import JobsModuleError
+    from taskstate.web.events import WS_PROTOCOL
     from taskstate.web.header_timeout import header_timeout_protocol
 
     if args.database_url:
@@ -55,6 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         log_config=None,
         http=header_timeout_protocol(settings.header_timeout_seconds),
+        ws=WS_PROTOCOL,
         ws_max_size=64 * 1024,
         ws_per_message_deflate=settings.ws_compression,
         timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds) + 5),

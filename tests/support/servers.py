@@ -19,6 +19,7 @@ from taskstate.config import Settings
 from taskstate.core.states import is_terminal
 from taskstate.runtime.demo_jobs import register as register_demo_jobs
 from taskstate.runtime.registry import JobRegistry
+from taskstate.web.events import WS_PROTOCOL
 from taskstate.web.header_timeout import header_timeout_protocol
 from tests import jobs as test_jobs
 from tests.support.api import create_task, get_task, get_transitions
@@ -151,6 +152,7 @@ async def serving(
         log_level="warning",
         lifespan="on",
         http=header_timeout_protocol(header_timeout_seconds, http),
+        ws=WS_PROTOCOL,
         ws_max_size=64 * 1024,
     )
     server = uvicorn.Server(config)

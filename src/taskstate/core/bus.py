@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,14 +55,25 @@ class Subscription:
     together): a subscriber is cut off only if it is still `maxsize` events
     behind when the next publication arrives. A burst from one commit, however
     large, never overflows a subscriber that keeps up: it had no chance to read.
+
+    A deque and one future, not an `asyncio.Queue`: a queue is four deques and an
+    event (about 3 KiB), held for the life of every idle subscriber.
     """
+
+    __slots__ = ("_backlog", "_bus", "_waiter", "maxsize", "overflowed", "task_id")
 
     def __init__(self, bus: EventBus, maxsize: int, task_id: str | None) -> None:
         self._bus = bus
         self.task_id = task_id
         self.maxsize = maxsize
-        self.queue: asyncio.Queue[Event] = asyncio.Queue()  # bounded by `offer`, not by put
         self.overflowed = False
+        self._backlog: deque[Event] | None = None  # made by the first event offered
+        self._waiter: asyncio.Future[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        """Events offered and not yet taken."""
+        return len(self._backlog) if self._backlog is not None else 0
 
     def offer(self, events: Sequence[Event]) -> None:
         if self.overflowed:
@@ -70,15 +82,33 @@ class Subscription:
             events = [e for e in events if e.task_id == self.task_id]
         if not events:
             return
-        if self.queue.qsize() >= self.maxsize:
+        if self.pending >= self.maxsize:
             self.overflowed = True
             self._bus.unsubscribe(self)
             return
-        for event in events:
-            self.queue.put_nowait(event)
+        if self._backlog is None:
+            self._backlog = deque(events)
+        else:
+            self._backlog.extend(events)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def get(self) -> Event:
-        return await self.queue.get()
+        """The next event, waiting for one."""
+        while not self._backlog:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._backlog.popleft()
+
+    def take_ready(self) -> list[Event]:
+        """Every event offered and not yet taken, without waiting."""
+        ready = list(self._backlog or ())
+        if self._backlog is not None:
+            self._backlog.clear()
+        return ready
 
     def close(self) -> None:
         self._bus.unsubscribe(self)

@@ -23,7 +23,7 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -179,29 +179,29 @@ class RevocationWatch:
     def __init__(self, store: Store, recheck_seconds: float) -> None:
         self._store = store
         self._recheck_seconds = recheck_seconds
-        self._sessions: dict[str, set[asyncio.Event]] = {}
+        self._sessions: dict[str, set[Callable[[], None]]] = {}
         self._checker: asyncio.Task[None] | None = None
         store.bus.add_listener(self._on_event)
 
     @contextlib.contextmanager
-    def watch(self, token_id: str | None) -> Iterator[asyncio.Event]:
-        """An event set once `token_id` is revoked (never, for None: auth is off)."""
-        revoked = asyncio.Event()
+    def watch(self, token_id: str | None, on_revoked: Callable[[], None]) -> Iterator[None]:
+        """Call `on_revoked` once `token_id` is revoked (never, for None: auth is off). A
+        callback, not an event and a task waiting on it, per idle subscriber."""
         if token_id is None:
-            yield revoked
+            yield
             return
         sessions = self._sessions.setdefault(token_id, set())
-        sessions.add(revoked)
+        sessions.add(on_revoked)
         try:
-            yield revoked
+            yield
         finally:
-            sessions.discard(revoked)
+            sessions.discard(on_revoked)
             if not sessions:
                 self._sessions.pop(token_id, None)
 
     def revoked(self, token_id: str) -> None:
-        for session in self._sessions.get(token_id, ()):
-            session.set()
+        for on_revoked in list(self._sessions.get(token_id, ())):
+            on_revoked()
 
     def _on_event(self, event: Event) -> None:
         if event.type == TOKEN_REVOKED:

@@ -19,9 +19,10 @@ import json
 import logging
 import re
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, WebSocket
+from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from taskstate.core.bus import Event, Subscription
@@ -31,7 +32,11 @@ from taskstate.web.deps import Services
 
 log = logging.getLogger(__name__)
 
-router = APIRouter()
+
+#: uvicorn's WebSocket implementation for this endpoint: the sans-I/O one runs a connection
+#: on timers and callbacks where the default (websockets' legacy protocol) keeps three tasks
+#: and its own buffers per connection, and every connection here is a long-lived subscriber.
+WS_PROTOCOL: Literal["websockets-sansio"] = "websockets-sansio"
 
 REPLAY_PAGE = 500
 POLICY_VIOLATION = 1008
@@ -71,7 +76,6 @@ def _task_id(ws: WebSocket, name: str) -> str | None:
         raise BadQuery(f"{name} must be a task's UUID") from None
 
 
-@router.websocket("/api/v2/events")
 async def events(ws: WebSocket) -> None:
     services: Services = ws.app.state.services
     await ws.accept()
@@ -101,14 +105,20 @@ async def events(ws: WebSocket) -> None:
             await ws.close(POLICY_VIOLATION)
             return
     visible = _Visibility(services, principal, root_id)
-    with services.revocations.watch(principal.token_id) as revoked:
-        subscription = services.store.bus.subscribe(task_id)
-        sender = asyncio.create_task(_send_events(ws, services, subscription, since, task_id, visible))
-        receiver = asyncio.create_task(_drain_client(ws))
-        ender = asyncio.create_task(revoked.wait())
+    subscription = services.store.bus.subscribe(task_id)
+    sender = asyncio.create_task(_send_events(ws, services, subscription, since, task_id, visible))
+    receiver = asyncio.create_task(_drain_client(ws))
+    revoked = False
+
+    def revoke() -> None:
+        nonlocal revoked
+        revoked = True
+        sender.cancel()
+
+    with services.revocations.watch(principal.token_id, revoke):
         try:
-            done, _ = await asyncio.wait({sender, receiver, ender}, return_when=asyncio.FIRST_COMPLETED)
-            for finished in done - {ender}:
+            done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            for finished in done:
                 error = None if finished.cancelled() else finished.exception()
                 if isinstance(error, TimeoutError):
                     log.info("dropped a WebSocket client that stopped reading")
@@ -116,13 +126,13 @@ async def events(ws: WebSocket) -> None:
                     log.warning("event stream ended with an error", exc_info=error)
         finally:
             subscription.close()
-            for task in (sender, receiver, ender):
+            for task in (sender, receiver):
                 task.cancel()
-            await asyncio.gather(sender, receiver, ender, return_exceptions=True)
+            await asyncio.gather(sender, receiver, return_exceptions=True)
             if ws.client_state == WebSocketState.CONNECTED:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(2):
-                        if revoked.is_set():
+                        if revoked:
                             refusal = Unauthorized("the token was revoked").to_body() | {"type": "error"}
                             await ws.send_text(json.dumps(refusal))
                             await ws.close(POLICY_VIOLATION)
@@ -303,3 +313,9 @@ async def _send_events(
             last = event.seq
         if await visible.event(event):
             await _send(ws, event.text)
+
+
+#: Starlette's own route, not FastAPI's: the endpoint takes no dependencies, and FastAPI's
+#: wrapping (three exit stacks and a dependency solve) would stay in memory for the life of
+#: every subscriber.
+router = APIRouter(routes=[WebSocketRoute("/api/v2/events", events)])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from taskstate.core.db import utcnow
+from tests.jobs import GATES
+from tests.support.databases import sqlite_write_lock
 from tests.support.servers import LiveServer, live_server, make_settings
 from tests.support.waits import wait_released
 
@@ -61,7 +62,6 @@ async def test_stop_is_refused_unless_serving(server: LiveServer) -> None:
         assert (body["error"], body["from"], body["to"]) == ("invalid_transition", state, "stopping")
     missing = await server.client.post("/api/v2/tasks/00000000-0000-4000-8000-000000000000/stop")
     assert missing.status_code == 404
-    from tests.jobs import GATES
 
     GATES["stop-refused"].set()
 
@@ -78,6 +78,15 @@ async def test_a_service_that_ignores_stop_is_failed_after_the_grace(database_ur
         assert server.services.supervisor.running == {}
 
 
+async def stop_gated_service(server: LiveServer, gate: str) -> str:
+    """A `test.gated_shutdown` service, serving, then asked to stop: it shuts down (returns)
+    when the test opens `gate`."""
+    task = await server.create("test.gated_shutdown", params={"gate": gate})
+    await server.wait_for(task["id"], "serving")
+    assert (await server.client.post(f"/api/v2/tasks/{task['id']}/stop")).status_code == 200
+    return str(task["id"])
+
+
 async def test_a_shutdown_in_time_completes_however_long_its_last_write_waits(tmp_path: Path) -> None:
     """The grace bounds the job's code, not the write that records how it ended: a
     service that shut down in time, whose `completed` waits on a busy database past
@@ -85,22 +94,13 @@ async def test_a_shutdown_in_time_completes_however_long_its_last_write_waits(tm
     database = tmp_path / "taskstate.db"
     settings = make_settings(f"sqlite+aiosqlite:///{database}", stop_grace_seconds=0.3)
     async with live_server(settings) as server:
-        task = await server.create("test.gated_shutdown", params={"gate": "shutdown-in-time"})
-        await server.wait_for(task["id"], "serving")
-        assert (await server.client.post(f"/api/v2/tasks/{task['id']}/stop")).status_code == 200
-        lock = sqlite3.connect(database, timeout=30, isolation_level=None)
-        lock.execute("BEGIN IMMEDIATE")  # every write of the server waits from here
-        try:
-            from tests.jobs import GATES
-
+        task_id = await stop_gated_service(server, "shutdown-in-time")
+        with sqlite_write_lock(database):  # every write of the server waits meanwhile
             GATES["shutdown-in-time"].set()  # the job returns well within the grace...
             await asyncio.sleep(1.0)  # ...and its last write waits three graces long
-        finally:
-            lock.execute("ROLLBACK")
-            lock.close()
-        done = await server.wait_for(task["id"])
+        done = await server.wait_for(task_id)
         assert (done["state"], done["reason"], done["result"]) == ("completed", "completed", "shut down")
-        assert path(await server.transitions(task["id"]))[-2:] == ["stopping", "completed"]
+        assert path(await server.transitions(task_id))[-2:] == ["stopping", "completed"]
 
 
 async def test_a_service_that_shut_down_completes_though_its_instance_stops_meanwhile(tmp_path: Path) -> None:
@@ -111,23 +111,14 @@ async def test_a_service_that_shut_down_completes_though_its_instance_stops_mean
     database = tmp_path / "taskstate.db"
     settings = make_settings(f"sqlite+aiosqlite:///{database}", shutdown_grace_seconds=0.2)
     async with live_server(settings) as server:
-        task = await server.create("test.gated_shutdown", params={"gate": "shut-down-then-instance"})
-        await server.wait_for(task["id"], "serving")
-        assert (await server.client.post(f"/api/v2/tasks/{task['id']}/stop")).status_code == 200
-        lock = sqlite3.connect(database, timeout=30, isolation_level=None)
-        lock.execute("BEGIN IMMEDIATE")
-        try:
-            from tests.jobs import GATES
-
+        task_id = await stop_gated_service(server, "shut-down-then-instance")
+        with sqlite_write_lock(database):
             GATES["shut-down-then-instance"].set()
             await asyncio.sleep(0.1)  # the job has returned; its last write waits
             stopping = asyncio.create_task(server.services.supervisor.stop())
             await asyncio.sleep(0.6)  # three shutdown graces
-        finally:
-            lock.execute("ROLLBACK")
-            lock.close()
         await asyncio.wait_for(stopping, 15)
-        done = await server.get(task["id"])
+        done = await server.get(task_id)
         assert (done["state"], done["reason"], done["result"]) == ("completed", "completed", "shut down")
 
 
@@ -136,15 +127,13 @@ async def test_an_instance_that_stops_while_its_service_stops_says_so(database_u
     `stopping` has no way back to the queue, so the task fails, and its error says what
     happened rather than blaming the service for the stop grace it was not given."""
     async with live_server(make_settings(database_url, shutdown_grace_seconds=0.2)) as server:
-        task = await server.create("test.gated_shutdown", params={"gate": "never-opened"})
-        await server.wait_for(task["id"], "serving")
-        assert (await server.client.post(f"/api/v2/tasks/{task['id']}/stop")).status_code == 200
-        await server.wait_for(task["id"], "stopping")
+        task_id = await stop_gated_service(server, "never-opened")
+        await server.wait_for(task_id, "stopping")
         await asyncio.wait_for(server.services.supervisor.stop(), 15)
-        done = await server.get(task["id"])
+        done = await server.get(task_id)
         assert (done["state"], done["reason"], done["error_type"]) == ("failed", "server_restart", "Shutdown")
         assert done["error"] == "the instance shut down before the service finished stopping"
-        assert path(await server.transitions(task["id"]))[-2:] == ["stopping", "failed"]
+        assert path(await server.transitions(task_id))[-2:] == ["stopping", "failed"]
 
 
 async def test_a_shutdown_that_raises_fails_the_task(server: LiveServer) -> None:

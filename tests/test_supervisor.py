@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import sqlalchemy as sa
 from taskstate.core.db import tasks, utcnow, workers
 from taskstate.core.nesting import MAX_JSON_DEPTH
 from tests import jobs as test_jobs
+from tests.support.databases import sqlite_write_lock
 from tests.support.servers import LiveServer, live_server, make_settings
 
 
@@ -215,15 +215,10 @@ async def test_a_graceful_stop_lets_what_a_claim_in_flight_started_finish(tmp_pa
         soon = utcnow() + timedelta(seconds=0.5)
         ids = [(await server.create("test.record", run_at=soon.isoformat()))["id"] for _ in range(3)]
         # Hold SQLite's write lock while the tasks fall due: the next claim waits for it.
-        lock = sqlite3.connect(tmp_path / "taskstate.db", timeout=30, isolation_level=None)
-        lock.execute("BEGIN IMMEDIATE")
-        try:
+        with sqlite_write_lock(tmp_path / "taskstate.db"):
             await asyncio.sleep(0.8)
             stopping = asyncio.create_task(supervisor.stop())
             await asyncio.sleep(0.2)
-        finally:
-            lock.execute("ROLLBACK")
-            lock.close()
         await asyncio.wait_for(stopping, timeout=15)
         assert sorted(task_id for task_id, _ in test_jobs.RUNS) == sorted(ids), "the claim ran nothing"
         for task_id in ids:

@@ -10,9 +10,11 @@ connected to, so nothing here keeps a connection to the template open.
 from __future__ import annotations
 
 import os
+import sqlite3
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 
 import asyncpg
 
@@ -26,6 +28,19 @@ PG_ADMIN_DSN = os.environ.get("TASKSTATE_TEST_PG", "postgresql://postgres@127.0.
 REQUIRE_PG = os.environ.get("TASKSTATE_REQUIRE_PG") == "1"
 
 _answers: dict[str, bool] = {}
+
+
+@contextmanager
+def sqlite_write_lock(database: Path | str) -> Iterator[None]:
+    """SQLite's one write lock, held until the block ends: every write to `database`
+    (from any connection or process) waits meanwhile, as behind a long transaction."""
+    lock = sqlite3.connect(database, timeout=30, isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")
+        yield
+        lock.execute("ROLLBACK")
+    finally:
+        lock.close()
 
 
 async def pg_available(admin_dsn: str = PG_ADMIN_DSN) -> bool:

@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from typing import Any
 
 import httpx
 import sqlalchemy
+
+from tests.support.databases import sqlite_write_lock
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
@@ -188,13 +189,8 @@ class ServerProcess:
         if url.get_backend_name() != "sqlite":
             self.process.send_signal(signal.SIGSTOP)
             return
-        lock = sqlite3.connect(str(url.database), timeout=30, isolation_level=None)
-        try:
-            lock.execute("BEGIN IMMEDIATE")
+        with sqlite_write_lock(str(url.database)):
             self.process.send_signal(signal.SIGSTOP)
-            lock.execute("ROLLBACK")
-        finally:
-            lock.close()
 
     def resume(self) -> None:
         assert self.process is not None

@@ -32,8 +32,8 @@ from taskstate.core.pgsync import PostgresSync
 from taskstate.core.store import NOTIFY_CHANNEL, Store
 from taskstate.runtime import demo_jobs
 from taskstate.runtime.context import JobLogHandler
+from taskstate.runtime.identity import new_worker_id
 from taskstate.runtime.registry import JobRegistry
-from taskstate.runtime.runner import new_worker_id
 from taskstate.runtime.supervisor import Supervisor
 from taskstate.web import admin, insights, schedules, tasks
 from taskstate.web.auth import RevocationWatch

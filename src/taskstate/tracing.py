@@ -17,12 +17,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from taskstate import __version__
+from taskstate.core.states import State, is_terminal
+
+if TYPE_CHECKING:
+    from taskstate.runtime.runner import RunningJob
 
 TASK_ID = "taskstate.task.id"
 TASK_TYPE = "taskstate.task.type"
@@ -70,3 +75,19 @@ def job_span(task_id: str, task_type: str, attempt: int, worker_id: str) -> Iter
         f"run {task_type}", context=Context(), kind=SpanKind.CONSUMER, attributes=attributes
     ) as span:
         yield JobSpan(span)
+
+
+async def run_outcome(job: RunningJob) -> tuple[str, str | None, str | None]:
+    """How a run ended, for its span: the state it left its task in, or, where the task
+    was ended by someone else (cancelled, reset, failed by the sweeper), the task's state
+    now; with the error of a failure."""
+    state = job.state.value
+    error_type, error = job.failure or (None, None)
+    if job.stop_reason == "lost":
+        return "lost", None, None
+    if not is_terminal(job.state) and job.state is not State.QUEUED:
+        row = await job.env.store.reads.get_task_row(job.task_id)
+        state = row["state"] if row is not None else "deleted"
+        if row is not None and error_type is None:
+            error_type, error = row.get("error_type"), row.get("error")
+    return (state, error_type, error) if state == State.FAILED.value else (state, None, None)

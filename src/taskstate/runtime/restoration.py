@@ -18,7 +18,8 @@ from taskstate.core.db import tasks, transitions
 from taskstate.core.states import State, is_terminal
 from taskstate.core.store import Store
 from taskstate.runtime.children import CHILD_KEY_PREFIX
-from taskstate.runtime.context import ChildHandle, Restoration
+from taskstate.runtime.context import ChildHandle, Decision, JobContext, Restoration
+from taskstate.runtime.registry import JobSpec
 
 
 async def restoration_of(store: Store, row: Mapping[str, Any]) -> Restoration:
@@ -59,3 +60,60 @@ async def restoration_of(store: Store, row: Mapping[str, Any]) -> Restoration:
         open_children=[child.id for child in children if not is_terminal(child.state)],
         warnings=warnings,
     )
+
+
+class RestorationRefused(Exception):
+    """A person (or the job's validate hook) decided that a restored task fails."""
+
+
+async def how_to_go_on(ctx: JobContext, spec: JobSpec, restoration: Restoration) -> dict[str, Any]:
+    """How a restored run goes on, as the fields its `running` transition writes.
+
+    The type and params were checked already (a mismatch fails the task). By default
+    a run resumes from its checkpoint, or starts fresh, with a warning, when the
+    checkpoint is unreadable; a job's `validate` hook may decide otherwise, or leave
+    it to a person (`manual`: a question on the task).
+    """
+    ctx.restoration = restoration
+    if restoration.warnings:
+        ctx.message = restoration.warnings[0]
+    if spec.validate is not None:
+        decision = Decision(await spec.validate(ctx, restoration))
+    elif restoration.checkpoint is not None:
+        decision = Decision.CHECKPOINT
+    else:
+        decision = Decision.FRESH if restoration.warnings else Decision.PROCEED
+    code = decision
+    if decision is Decision.MANUAL:
+        decision = await _ask_how_to_go_on(ctx, restoration)
+    if decision is Decision.CHECKPOINT and restoration.checkpoint is not None:
+        ctx.restored_checkpoint = restoration.checkpoint
+    text = {
+        Decision.PROCEED: "no checkpoint, starting from the beginning",
+        Decision.CHECKPOINT: "from the last checkpoint",
+        Decision.FRESH: restoration.warnings[0] if restoration.warnings else "starting over",
+    }[decision]
+    if code is Decision.MANUAL:
+        text = f"a person chose: {text}"
+    fields: dict[str, Any] = {"restoration_decision": f"{code.value}: {text}"}
+    if restoration.warnings:
+        fields["message"] = restoration.warnings[0]
+    return fields
+
+
+async def _ask_how_to_go_on(ctx: JobContext, restoration: Restoration) -> Decision:
+    """`manual`: a person decides how the restored run goes on (or that it fails)."""
+    choices = {"resume from the checkpoint": Decision.CHECKPOINT, "start fresh": Decision.FRESH}
+    answer = await ctx.ask(
+        f"This task was restored ({restoration.source}, lost in {restoration.lost_in}): how should it go on?",
+        choices=[*choices, "fail"],
+        context={
+            "kind": "restoration",
+            "count": restoration.count,
+            "open_children": restoration.open_children,
+        },
+        key=f"restoration {restoration.count}",
+    )
+    if answer not in choices:
+        raise RestorationRefused("a person chose to fail the restored task")
+    return choices[answer]

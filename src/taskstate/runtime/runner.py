@@ -18,15 +18,9 @@ transition) is not cut short, or work done would be recorded as not done.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
-import os
-import platform
-import socket
-import sys
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,10 +28,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from taskstate import __version__
 from taskstate.config import Settings
-from taskstate.core.bus import Event
-from taskstate.core.db import iso, utcnow
+from taskstate.core.db import utcnow
 from taskstate.core.errors import TaskstateError
 from taskstate.core.nesting import too_deep, too_deep_message
 from taskstate.core.states import State, is_terminal
@@ -47,32 +39,21 @@ from taskstate.runtime.children import JobChildren, Slots
 from taskstate.runtime.context import (
     CheckpointTooLarge,
     ChildHandle,
-    Decision,
     JobCancelled,
     JobContext,
-    Restoration,
     current_context,
 )
 from taskstate.runtime.durably import Refusal, durably
 from taskstate.runtime.lease import Lease
 from taskstate.runtime.output import JobOutput, PendingOutput, ProgressUpdate, write_taken
 from taskstate.runtime.registry import JobRegistry, JobSpec, TaskKind
-from taskstate.runtime.restoration import restoration_of
+from taskstate.runtime.restoration import RestorationRefused, how_to_go_on, restoration_of
+from taskstate.runtime.run_report import log_event, progress_event, run_report
 from taskstate.runtime.tracebacks import format_bounded
 
 log = logging.getLogger(__name__)
 
 LIVE_PROGRESS_INTERVAL = 0.1
-
-
-def system_info() -> dict[str, Any]:
-    return {
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "taskstate_version": __version__,
-        "python_version": platform.python_version(),
-        "platform": sys.platform,
-    }
 
 
 @dataclass(frozen=True)
@@ -87,10 +68,6 @@ class RunnerEnv:
     system_info: dict[str, Any]
     lease: Lease
     slots: Slots
-
-
-class RestorationRefused(Exception):
-    """A person (or the job's validate hook) decided that a restored task fails."""
 
 
 class _Stop(Refusal):
@@ -182,28 +159,13 @@ class RunningJob:
         if not self.env.settings.tracing:
             await self._run()
             return
-        from taskstate.tracing import job_span  # only when on: nothing of it is loaded otherwise
+        from taskstate.tracing import job_span, run_outcome  # only when on: not loaded otherwise
 
         with job_span(self.task_id, self.row["type"], self.row["attempt"], self.env.worker_id) as span:
             try:
                 await self._run()
             finally:
-                span.ended(*await asyncio.shield(self._outcome()))
-
-    async def _outcome(self) -> tuple[str, str | None, str | None]:
-        """How this run ended, for its span: the state it left its task in, or, where the
-        task was ended by someone else (cancelled, reset, failed by the sweeper), the
-        task's state now; with the error of a failure."""
-        state = self.state.value
-        error_type, error = self.failure or (None, None)
-        if self.stop_reason == "lost":
-            return "lost", None, None
-        if not is_terminal(self.state) and self.state is not State.QUEUED:
-            row = await self.env.store.reads.get_task_row(self.task_id)
-            state = row["state"] if row is not None else "deleted"
-            if row is not None and error_type is None:
-                error_type, error = row.get("error_type"), row.get("error")
-        return (state, error_type, error) if state == State.FAILED.value else (state, None, None)
+                span.ended(*await asyncio.shield(run_outcome(self)))
 
     async def _run(self) -> None:
         current_context.set(self.ctx)
@@ -248,59 +210,11 @@ class RunningJob:
             await self._fail("error", error, type(exc).__name__, traceback=format_bounded(exc))
 
     async def _restoration(self, spec: JobSpec) -> dict[str, Any]:
-        """What a re-queued task left behind (`ctx.restoration`), and how its run goes on.
-
-        The type and params were checked already (a mismatch fails the task). By default
-        a run resumes from its checkpoint, or starts fresh, with a warning, when the
-        checkpoint is unreadable; a job's `validate` hook may decide otherwise, or leave
-        it to a person (`manual`: a question on the task).
-        """
+        """What a re-queued task left behind (`ctx.restoration`), and how its run goes on."""
         restoration = await restoration_of(self.env.store, self.row)
-        self.ctx.restoration = restoration
         for warning in restoration.warnings:
             self.log(self.ctx, "warning", warning)
-        if restoration.warnings:
-            self.ctx.message = restoration.warnings[0]
-        if spec.validate is not None:
-            decision = Decision(await spec.validate(self.ctx, restoration))
-        elif restoration.checkpoint is not None:
-            decision = Decision.CHECKPOINT
-        else:
-            decision = Decision.FRESH if restoration.warnings else Decision.PROCEED
-        code = decision
-        if decision is Decision.MANUAL:
-            decision = await self._ask_how_to_go_on(restoration)
-        if decision is Decision.CHECKPOINT and restoration.checkpoint is not None:
-            self.ctx.restored_checkpoint = restoration.checkpoint
-        text = {
-            Decision.PROCEED: "no checkpoint, starting from the beginning",
-            Decision.CHECKPOINT: "from the last checkpoint",
-            Decision.FRESH: restoration.warnings[0] if restoration.warnings else "starting over",
-        }[decision]
-        if code is Decision.MANUAL:
-            text = f"a person chose: {text}"
-        fields: dict[str, Any] = {"restoration_decision": f"{code.value}: {text}"}
-        if restoration.warnings:
-            fields["message"] = restoration.warnings[0]
-        return fields
-
-    async def _ask_how_to_go_on(self, restoration: Restoration) -> Decision:
-        """`manual`: a person decides how the restored run goes on (or that it fails)."""
-        choices = {"resume from the checkpoint": Decision.CHECKPOINT, "start fresh": Decision.FRESH}
-        answer = await self.ctx.ask(
-            f"This task was restored ({restoration.source}, lost in {restoration.lost_in}): "
-            "how should it go on?",
-            choices=[*choices, "fail"],
-            context={
-                "kind": "restoration",
-                "count": restoration.count,
-                "open_children": restoration.open_children,
-            },
-            key=f"restoration {restoration.count}",
-        )
-        if answer not in choices:
-            raise RestorationRefused("a person chose to fail the restored task")
-        return choices[answer]
+        return await how_to_go_on(self.ctx, spec, restoration)
 
     async def _phases(self, spec: JobSpec, started: dict[str, Any]) -> Any:
         ctx = self.ctx
@@ -394,29 +308,7 @@ class RunningJob:
             pass
 
     def _final_fields(self) -> dict[str, Any]:
-        ctx = self.ctx
-        now = utcnow()
-        phases: dict[str, float] = {}
-        marks = [*self._entered, ("end", now)]
-        for (state, at), (_, until) in itertools.pairwise(marks):
-            phases[state] = round(phases.get(state, 0.0) + (until - at).total_seconds(), 6)
-        first = self.row["started_at"] or self._entered[0][1]
-        return {
-            "phase": ctx.phase,
-            "message": ctx.message,
-            "items_processed": ctx.items_processed,
-            "items_failed": ctx.items_failed,
-            "execution_summary": {
-                "duration_seconds": round((now - first).total_seconds(), 6),
-                "attempts": self.row["attempt"],
-                "restorations": self.row["restoration_count"],
-                "items_processed": ctx.items_processed,
-                "items_failed": ctx.items_failed,
-                "log_lines": self.output.log_seq,
-            },
-            "phase_results": phases,
-            "system_info": self.env.system_info,
-        }
+        return run_report(self.ctx, self.row, self._entered, self.output.log_seq, self.env.system_info)
 
     async def _move(
         self, to: State, reason: str, fields: Mapping[str, Any] | None = None, *, then: Sequence[Step] = ()
@@ -472,38 +364,13 @@ class RunningJob:
             self._live_pending = True
 
     def _publish_progress(self, now: float) -> None:
-        ctx = self.ctx
         self._last_live = now
         self._live_pending = False
-        self.env.store.publish(
-            Event.of(
-                {
-                    "type": "progress",
-                    "task_id": self.task_id,
-                    "progress": ctx.progress_value,
-                    "phase": ctx.phase,
-                    "message": ctx.message,
-                    "items_processed": ctx.items_processed,
-                    "items_failed": ctx.items_failed,
-                    "waiting_for": ctx.waiting_for,
-                }
-            )
-        )
+        self.env.store.publish(progress_event(self.task_id, self.ctx))
 
     def log(self, ctx: JobContext, level: str, message: str) -> None:
         line = self.output.add_line(utcnow(), level, message)
-        self.env.store.publish(
-            Event.of(
-                {
-                    "type": "log",
-                    "task_id": self.task_id,
-                    "seq": line.seq,
-                    "at": iso(line.at),
-                    "level": line.level,
-                    "message": line.message,
-                }
-            )
-        )
+        self.env.store.publish(log_event(self.task_id, line))
 
     async def save_checkpoint(self, ctx: JobContext, data: Any) -> None:
         if too_deep(data):
@@ -622,13 +489,7 @@ class RunningJob:
         log.warning("task %s: this instance's lease lapsed (it stalled?): confirming", self.task_id)
         await lease.confirm()
         self._lease_lapses = lease.lapses
-        while True:
-            try:
-                row = await self.env.store.reads.get_task_row(self.task_id)
-                break
-            except Exception:
-                log.warning("task %s: reading its row failed; retrying", self.task_id, exc_info=True)
-                await asyncio.sleep(0.5)
+        row = await durably(self.task_id, "a read", lambda: self.env.store.reads.get_task_row(self.task_id))
         if row is None or row["worker_id"] != self.env.worker_id or row["attempt"] != self.guard.attempt:
             self.lost()
             raise JobCancelled(self.task_id)
@@ -636,7 +497,3 @@ class RunningJob:
     def lost(self) -> None:
         """The task was taken from this attempt (orphaned, perhaps running elsewhere): stop."""
         self.stop("lost", grace=self.env.settings.cancel_grace_seconds)
-
-
-def new_worker_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"

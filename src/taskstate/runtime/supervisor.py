@@ -32,10 +32,11 @@ from taskstate.core.maintenance import TableStatistics
 from taskstate.core.states import State, is_terminal
 from taskstate.core.store import Store
 from taskstate.core.writer import TransitionRecord
+from taskstate.runtime.identity import new_worker_id, system_info
 from taskstate.runtime.lease import Lease
 from taskstate.runtime.output import PendingOutput, write_taken
 from taskstate.runtime.registry import JobRegistry
-from taskstate.runtime.runner import LIVE_PROGRESS_INTERVAL, RunnerEnv, RunningJob, new_worker_id, system_info
+from taskstate.runtime.runner import LIVE_PROGRESS_INTERVAL, RunnerEnv, RunningJob
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,7 @@
 """Wire models: what the HTTP API accepts and answers (CONTRACT §2).
 
-Named component schemas with enums, so that generated clients get real
-types. Inputs forbid unknown fields and take integers strictly: hostile or
-mistaken input gets a 422 that names the field, never a silent coercion.
+Named component schemas with enums, so that generated clients get real types. Inputs forbid unknown
+fields and take integers strictly: hostile input gets a 422 naming the field, never a coercion.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -207,6 +208,16 @@ class Server(ServerProcess):
         self._child_pid = None
         self.started_at = time.monotonic()
         return await super().start(timeout)
+
+    def stop(self) -> None:
+        """Under py-spy, the server gets the SIGTERM: py-spy itself, signalled, would exit
+        without writing its profile; it writes it when the server has exited."""
+        if self.profile is not None and self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(60)
+        super().stop()
 
     def rss_kib(self) -> int:
         return rss_kib(self.pid)

@@ -23,24 +23,20 @@ _b_now = sa.bindparam("b_now", type_=tasks.c.updated_at.type)
 _QUEUED = sa.literal_column("'queued'", tasks.c.state.type)
 _NOTHING_LEFT = sa.literal_column("0", tasks.c.blockers.type)
 _CLAIM_CANDIDATES = (
-    sa.select(tasks.c.id, tasks.c.restore_pending)
+    sa.select(tasks.c.id)
     .where(tasks.c.state == _QUEUED, tasks.c.blockers == _NOTHING_LEFT, tasks.c.run_at <= _b_now)
     .order_by(tasks.c.priority.desc(), tasks.c.created_at)
     .limit(sa.bindparam("b_limit", type_=sa.Integer))
 )
 _CLAIM_CANDIDATES_SKIP_LOCKED = _CLAIM_CANDIDATES.with_for_update(skip_locked=True)
-#: Two statements rather than `UPDATE … WHERE id IN (SELECT … SKIP LOCKED)`: on a table
-#: PostgreSQL has no statistics for yet, it planned that one as a scan of the whole table
-#: (15,000 buffers a claim at 3,000 tasks); by an explicit list of ids it probes the key.
-#: By id alone, so that the primary key is the only index to use: the candidates are still
-#: queued, locked FOR UPDATE by this transaction (PostgreSQL) or read in this exclusive
-#: one (SQLite, a single writer). The claim is `queued → preparing`, checked against the
-#: table like every transition and writing what entering `preparing` writes; restoring a
-#: re-queued task also counts the restoration.
+#: The claim is `queued → preparing`, checked against the table like every transition and
+#: writing what entering `preparing` writes; restoring a re-queued task also counts the
+#: restoration. One statement, which updates by id alone, so that the primary key is the
+#: only index to use: the candidates are still queued, locked FOR UPDATE SKIP LOCKED by
+#: this transaction (PostgreSQL) or read in this exclusive one (SQLite, a single writer).
 check_transition(State.QUEUED, State.PREPARING)
 _CLAIM = (
     sa.update(tasks)
-    .where(tasks.c.id.in_(sa.bindparam("b_ids", expanding=True)))
     .values(
         state=State.PREPARING.value,
         updated_at=_b_now,
@@ -59,19 +55,23 @@ _CLAIM = (
     )
     .returning(*tasks.c)
 )
+#: On PostgreSQL the candidates are an `ARRAY(SELECT …)`, evaluated once before the UPDATE
+#: probes the primary key with `id = ANY(…)`: `IN (SELECT …)`, on a table PostgreSQL had no
+#: statistics for yet, was planned as a scan of the whole table (15,000 buffers a claim at
+#: 3,000 tasks). A row restored by this claim is one whose `last_restored_at` is its `now`.
+_RESTORED_NOW = (tasks.c.last_restored_at == _b_now).label("restored_now")
+_CLAIM_SQLITE = _CLAIM.where(tasks.c.id.in_(_CLAIM_CANDIDATES.scalar_subquery())).returning(_RESTORED_NOW)
+_CLAIM_POSTGRES = _CLAIM.where(
+    tasks.c.id == sa.any_(sa.func.array(_CLAIM_CANDIDATES_SKIP_LOCKED.scalar_subquery()))
+).returning(_RESTORED_NOW)
 
 
 async def apply_claim(wb: WriteBatch, worker_id: str, limit: int, is_sqlite: bool) -> list[dict[str, Any]]:
     """Claim up to `limit` due tasks, highest priority then oldest first."""
     now = utcnow()
-    candidates = _CLAIM_CANDIDATES if is_sqlite else _CLAIM_CANDIDATES_SKIP_LOCKED
-    found = (await wb.conn.execute(candidates, {"b_now": now, "b_limit": limit})).all()
-    if not found:
-        return []
-    ids = [r.id for r in found]
-    restoring = {r.id for r in found if r.restore_pending}
-    params = {"b_ids": ids, "b_worker": worker_id, "b_now": now}
-    rows = (await wb.conn.execute(_CLAIM, params)).mappings().all()
+    params = {"b_worker": worker_id, "b_now": now, "b_limit": limit}
+    rows = (await wb.conn.execute(_CLAIM_SQLITE if is_sqlite else _CLAIM_POSTGRES, params)).mappings().all()
+    restoring = {r["id"] for r in rows if r["restored_now"]}
     claimed = sorted(rows, key=lambda r: (-r["priority"], r["created_at"]))
     actor = f"worker:{worker_id}"
     for row in claimed:

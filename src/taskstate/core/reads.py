@@ -142,9 +142,7 @@ class TaskReads:
         async with self.db.reader.connect() as conn:
             return await _latest_seq(conn)
 
-    async def list_tasks(
-        self, flt: HistoryFilter, *, limit: int, cursor: str | None
-    ) -> HistoryPage:
+    async def list_tasks(self, flt: HistoryFilter, *, limit: int, cursor: str | None) -> HistoryPage:
         conditions: list[sa.ColumnElement[bool]] = []
         if flt.states:
             conditions.append(tasks.c.state.in_(list(flt.states)))

@@ -138,6 +138,7 @@ class Store:
         )
         self._commit_listeners: list[Callable[[list[TransitionRecord]], None]] = []
         self._local_listeners: list[Callable[[list[TransitionRecord]], None]] = []
+        self._creating_listeners: list[Callable[[], None]] = []
         self.feed = TransitionFeed(bus, transition_event, self.reads.committed_since, self._notify_listeners)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -159,6 +160,19 @@ class Store:
     def on_local_commit(self, listener: Callable[[list[TransitionRecord]], None]) -> None:
         """Call `listener` with the transitions this instance commits (not other instances')."""
         self._local_listeners.append(listener)
+
+    def on_creating(self, listener: Callable[[], None]) -> None:
+        """Call `listener` just before a creation is queued (a claim queued then joins it)."""
+        self._creating_listeners.append(listener)
+
+    async def _submit_creation(self, op: Callable[[WriteBatch], Awaitable[T]]) -> T:
+        """A creation that lost the race for its key was rolled back: the retry sees the winner."""
+        for listener in self._creating_listeners:
+            listener()
+        try:
+            return await self._writer.submit(op)
+        except creation.KeyRaced:
+            return await self._writer.submit(op)
 
     def on_batch_committed(self, listener: Callable[[int, float], None]) -> None:
         self._writer.on_batch = listener
@@ -207,11 +221,7 @@ class Store:
                     result.task = ended.task
             return results
 
-        try:
-            return await self._writer.submit(op)
-        except creation.KeyRaced:
-            # Rolled back; this time the check sees the racing task and answers as it should.
-            return await self._writer.submit(op)
+        return await self._submit_creation(op)
 
     async def spawn(self, parent_id: str, guard: Guard, child: NewTask, *, actor: str) -> CreateResult | None:
         """Create a child task for the attempt of `parent_id` that `guard` names; None if the
@@ -238,10 +248,7 @@ class Store:
             )
             return result
 
-        try:
-            return await self._writer.submit(op)
-        except creation.KeyRaced:
-            return await self._writer.submit(op)
+        return await self._submit_creation(op)
 
     async def transition(
         self,
@@ -385,13 +392,8 @@ async def apply_transition(
             if from_state == to.value:
                 return TransitionResult(Outcome.NOOP, from_state, to.value, {})
             if is_terminal(from_state):
-                log.info(
-                    "ignored %s -> %s for task %s (%s): the task is already terminal",
-                    from_state,
-                    to.value,
-                    task_id,
-                    actor,
-                )
+                ignored = "ignored %s -> %s for task %s (%s): the task is already terminal"
+                log.info(ignored, from_state, to.value, task_id, actor)
                 return TransitionResult(Outcome.REFUSED, from_state, to.value, {})
             check_transition(from_state, to.value)
         now = utcnow()
@@ -411,6 +413,7 @@ async def apply_transition(
             if row["has_children"]:
                 await _end_children(wb, [(task_id, to)], actor)
         rec = TransitionRecord(task_id, from_state, to.value, now, reason, actor, task_payload(row, now))
+        rec.unblocks = bool(row["has_dependents"])
         wb.record(rec)
         if on_entry(to).finishes and row["has_dependents"]:
             await _end_dependents(wb, [(task_id, to)], actor)
@@ -555,6 +558,7 @@ async def _apply_transitions(wb: WriteBatch, ops: list[_TransitionOp]) -> list[t
             from_state = op.expect_from.value
             payload = task_payload(task_row, now)
             rec = TransitionRecord(op.task_id, from_state, to.value, now, op.reason, op.actor, payload)
+            rec.unblocks = bool(task_row["has_dependents"])
             wb.record(rec)
             outcomes[i] = (True, TransitionResult(Outcome.APPLIED, from_state, to.value, payload, rec))
             if is_terminal(to.value):

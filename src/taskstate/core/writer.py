@@ -47,6 +47,9 @@ class TransitionRecord:
     actor: str
     task: dict[str, Any]
     seq: int | None = None
+    #: Whether this (terminal) transition counted a blocker off a dependent; None where
+    #: not known (another instance's, read back): listeners must then assume it may have.
+    unblocks: bool | None = None
 
 
 @dataclass(slots=True)
@@ -160,7 +163,9 @@ class Writer:
             raise RuntimeError("the store's writer is not running")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(op, future))
-        return await asyncio.shield(future)
+        # Not shielded: a caller cancelled while it waits cancels only its future (the op
+        # still runs, its outcome unheard), and an answer wakes the caller a turn sooner.
+        return await future
 
     async def _run(self) -> None:
         while True:

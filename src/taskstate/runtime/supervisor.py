@@ -9,6 +9,11 @@ the store's commit listener and tells the job.
 
 Background loops: claiming (woken at once when a task is queued, else a
 slow poll), flushing progress and logs, and heartbeat + sweep.
+
+A claim is a transaction: the loop looks at the queue only when something may have
+become claimable since its last look (a task queued or created, a dependency completed,
+an approval answered, the poll's period passed), not each time a slot frees up; and a
+claim queued as a task is being created shares that creation's transaction.
 """
 
 from __future__ import annotations
@@ -75,11 +80,14 @@ class Supervisor:
         #: Jobs whose children ended, taking a slot again before they go on (first served).
         self._returning: dict[str, asyncio.Future[None]] = {}
         self._wake = asyncio.Event()
+        #: Something may be claimable that the last claim did not see (see the docstring).
+        self._claimable = True
         self._stopping = False
         self._loops: list[asyncio.Task[None]] = []
         self._checks: set[asyncio.Task[None]] = set()
         self.started = False
         store.on_commit(self._on_commit)
+        store.on_creating(self._on_creating)
         store.bus.add_listener(self._on_event)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -128,14 +136,28 @@ class Supervisor:
         self.started = False
 
     def wake(self) -> None:
+        """Look at the queue now."""
+        self._may_claim()
+
+    def _may_claim(self) -> None:
+        self._claimable = True
         self._wake.set()
+
+    def _on_creating(self) -> None:
+        if self.free_slots - len(self._returning) > 0:
+            self._may_claim()  # the claim joins the creation's transaction
 
     # -- control ---------------------------------------------------------------------------
 
     def _on_commit(self, records: list[TransitionRecord]) -> None:
+        # Still queued at the end of the batch (not claimed in the same transaction), or a
+        # dependency completed.
+        last_state = {rec.task_id: rec.to_state for rec in records}
+        if State.QUEUED in last_state.values() or any(
+            rec.to_state == State.COMPLETED and rec.unblocks is not False for rec in records
+        ):
+            self._may_claim()
         for rec in records:
-            if rec.to_state in (State.QUEUED, State.COMPLETED):
-                self._wake.set()  # queued, or a dependency completed: something may be claimable
             if is_terminal(rec.to_state):
                 parent = self.running.get(rec.task.get("parent_id") or "")
                 if parent is not None:
@@ -173,7 +195,7 @@ class Supervisor:
             return
         question = event.payload.get("question") or {}
         if question.get("status") in ("answered", "expired"):
-            self._wake.set()  # an approval may have made a task claimable
+            self._may_claim()  # an approval may have made a task claimable
             job = self.running.get(event.task_id)
             if job is not None:
                 job.deliver_answer(str(question.get("id")), question.get("answer"))
@@ -181,13 +203,19 @@ class Supervisor:
     # -- claiming --------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         backoff = 0.1
+        looked_at = loop.time()
         while not self._stopping:
             # Cleared before looking, never after: a task queued while we claim wakes us again.
             self._wake.clear()
+            if loop.time() - looked_at >= self.settings.poll_seconds:
+                self._claimable = True  # a task may have come due, or a peer's word was lost
             free = self.free_slots - len(self._returning)
             claimed = 0
-            if free > 0:
+            if free > 0 and self._claimable:
+                self._claimable = False
+                looked_at = loop.time()
                 try:
                     # After a stall, peers may think this instance lost and would orphan at
                     # once what it claims now: beat first.
@@ -196,6 +224,7 @@ class Supervisor:
                     backoff = 0.1
                 except Exception:
                     log.exception("claiming failed; retrying in %.1fs", backoff)
+                    self._claimable = True
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
@@ -205,9 +234,15 @@ class Supervisor:
                 if self._stopping:
                     break
             if claimed and claimed == free:
+                self._claimable = True  # there may be more
                 continue
+            if self._wake.is_set():
+                continue  # at once: a claim that can still join the writer's next transaction
+            # With no slot free, only a freed slot (which wakes us) makes a look worth it.
+            timeout = None if free <= 0 else max(0.0, looked_at + self.settings.poll_seconds - loop.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_seconds)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     def _starts_at_once(self, task_type: str) -> bool:
         """Nothing of the job runs between `preparing` and `running`: no `prepare` hook."""
@@ -308,7 +343,7 @@ class Supervisor:
                 log.exception("firing schedules failed")
                 continue
             if fired:
-                self._wake.set()
+                self._may_claim()
 
     # -- heartbeat and sweep ---------------------------------------------------------------
 

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from taskstate.core import questions as task_questions
 from taskstate.core.bus import Event
 from taskstate.core.creation import NewTask
-from taskstate.core.db import tasks, transitions
+from taskstate.core.db import questions, tasks, transitions
 from taskstate.core.states import State
 from taskstate.core.store import Guard, Step, Store, TransitionResult
 from taskstate.core.writer import WriteBatch
@@ -163,6 +164,45 @@ async def test_a_shared_transaction_that_fails_publishes_nothing(database_url: s
         events = [e for e in published if e.type == "transition" and e.task_id in ids]
         assert len(events) == 6 and len({e.seq for e in events}) == 6
         assert [e.seq for e in events] == sorted(e.seq for e in events if e.seq is not None)
+
+
+async def test_tasks_that_finish_together_expire_their_own_pending_questions(database_url: str) -> None:
+    """Finished in one grouped transaction, half of them asking: each asking task's
+    question expires with it, by the state it ended in, and no other question changes."""
+    async with open_store(database_url) as store:
+        running = await running_tasks(store, 8)
+        asking = running[::2]
+        for task_id, guard in asking:
+            await task_questions.ask(
+                store,
+                task_id,
+                guard,
+                key="k",
+                question="go?",
+                choices=None,
+                context=None,
+                timeout_at=None,
+                default=None,
+            )
+        before = await store.write(lambda wb: _pending_count(wb))
+        assert before == len(asking)
+        results = await asyncio.gather(*(collect_and_complete(store, t, g) for t, g in running[2:]))
+        assert all(r.applied for r in results)
+        async with store.db.reader.connect() as conn:
+            found = await conn.execute(
+                sa.select(questions.c.task_id, questions.c.status, questions.c.answered_by)
+            )
+            by_task = {task_id: (status, by) for task_id, status, by in found.all()}
+        assert by_task[asking[0][0]] == ("pending", None), "its task is still running"
+        for task_id, _ in asking[1:]:
+            assert by_task[task_id] == ("expired", "task completed")
+
+
+async def _pending_count(wb: WriteBatch) -> int:
+    found = await wb.conn.execute(
+        sa.select(sa.func.count()).select_from(questions).where(questions.c.status == "pending")
+    )
+    return int(found.scalar_one())
 
 
 async def test_a_job_without_hooks_waits_for_two_commits_and_keeps_five_rows(pg_url: str) -> None:

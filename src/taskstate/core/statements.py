@@ -17,6 +17,21 @@ from taskstate.core.db import questions, tasks
 from taskstate.core.errors import InvalidTransition
 from taskstate.core.states import State, can_transition, on_entry
 
+#: Returned by a transition that finishes its task: whether questions wait for an answer
+#: (read in the UPDATE's own snapshot), so that expiring them costs a statement only then.
+QUESTIONS_PENDING = (
+    sa.exists()
+    # `tasks.id` spelled out: SQLAlchemy writes RETURNING's columns unqualified on SQLite,
+    # where a bare `id` in the subquery would be the question's own.
+    .where(questions.c.task_id == sa.literal_column("tasks.id"), questions.c.status == "pending")
+    .label("questions_pending")
+)
+
+
+def _returning(stmt: sa.Update, to: State) -> sa.Update:
+    stmt = stmt.returning(*tasks.c)
+    return stmt.returning(QUESTIONS_PENDING) if on_entry(to).finishes else stmt
+
 
 def check_transition(from_state: str, to_state: str) -> None:
     """Raise `InvalidTransition` unless the table has the edge."""
@@ -79,7 +94,7 @@ def group_transition_statement(to: State, fields: frozenset[str], guarded: bool,
     where = [tasks.c.id == v.c.b_id, tasks.c.state == v.c.b_from]
     if guarded:
         where += [tasks.c.worker_id == v.c.b_worker, tasks.c.attempt == v.c.b_attempt]
-    return sa.update(tasks).where(*where).values(**values).returning(*tasks.c)
+    return _returning(sa.update(tasks).where(*where).values(**values), to)
 
 
 @functools.cache
@@ -99,11 +114,11 @@ def transition_statement(to: State, fields: frozenset[str], guarded: bool) -> sa
             to, fields, now, lambda name: sa.bindparam(f"f_{name}", type_=tasks.c[name].type)
         ),
     }
-    stmt = (
+    stmt = _returning(
         sa.update(tasks)
         .where(tasks.c.id == sa.bindparam("b_id"), tasks.c.state == sa.bindparam("b_from"))
-        .values(**values)
-        .returning(*tasks.c)
+        .values(**values),
+        to,
     )
     if guarded:
         stmt = stmt.where(

@@ -406,9 +406,9 @@ async def apply_transition(
         if row is None:
             continue  # changed under us: read again and decide again
         if on_entry(to).finishes:
-            await conn.execute(
-                EXPIRE_QUESTIONS, {"b_ids": [task_id], "b_now": now, "b_by": f"task {to.value}"}
-            )
+            if row["questions_pending"]:
+                expiring = {"b_ids": [task_id], "b_now": now, "b_by": f"task {to.value}"}
+                await conn.execute(EXPIRE_QUESTIONS, expiring)
             # Its descendants end first, each with its own row (CONTRACT §6).
             if row["has_children"]:
                 await _end_children(wb, [(task_id, to)], actor)
@@ -562,7 +562,8 @@ async def _apply_transitions(wb: WriteBatch, ops: list[_TransitionOp]) -> list[t
             wb.record(rec)
             outcomes[i] = (True, TransitionResult(Outcome.APPLIED, from_state, to.value, payload, rec))
             if is_terminal(to.value):
-                finished.setdefault(to.value, []).append(op.task_id)
+                if task_row["questions_pending"]:
+                    finished.setdefault(to.value, []).append(op.task_id)
                 if task_row["has_children"] or task_row["has_dependents"]:
                     ended_by.setdefault(op.actor, []).append((op.task_id, to))
     for state, task_ids in finished.items():

@@ -234,15 +234,26 @@ class Writer:
 
     async def _assign_seqs(self, conn: AsyncConnection, records: list[TransitionRecord]) -> None:
         """Give the batch's transition rows their `seq`s (the counter's row lock is held until
-        commit) and insert them; on PostgreSQL the same statement queues the NOTIFY that
-        tells the other instances, delivered when (and only if) this commits."""
-        params: dict[str, Any] = {"b_n": len(records)}
-        if self._notify_channel is None:
-            stmt = _BUMP_SEQ
-        else:
-            stmt = _BUMP_SEQ_AND_NOTIFY
-            params.update(b_channel=self._notify_channel, b_origin=self._origin)
-        last = (await conn.execute(stmt, params)).scalar_one()
+        commit) and insert them; on PostgreSQL one statement does both and queues the NOTIFY
+        that tells the other instances, delivered when (and only if) this commits."""
+        if self._notify_channel is not None:
+            params = {
+                "b_n": len(records),
+                "b_channel": self._notify_channel,
+                "b_origin": self._origin,
+                "b_task_ids": [rec.task_id for rec in records],
+                "b_froms": [rec.from_state for rec in records],
+                "b_tos": [rec.to_state for rec in records],
+                "b_ats": [rec.at for rec in records],
+                "b_reasons": [rec.reason for rec in records],
+                "b_actors": [rec.actor for rec in records],
+            }
+            seqs = (await conn.execute(_NUMBER_AND_INSERT_TRANSITIONS, params)).scalars().all()
+            first = min(seqs)
+            for offset, rec in enumerate(records):
+                rec.seq = first + offset
+            return
+        last = (await conn.execute(_BUMP_SEQ, {"b_n": len(records)})).scalar_one()
         first = last - len(records) + 1
         for offset, rec in enumerate(records):
             rec.seq = first + offset
@@ -301,21 +312,31 @@ _BUMP_SEQ = (
     .values(value=seq_counter.c.value + sa.bindparam("b_n", type_=sa.BigInteger))
     .returning(seq_counter.c.value)
 )
-#: `{"o": origin, "t": [first, last]}` on the channel, with the seqs just allocated.
-_BUMP_SEQ_AND_NOTIFY = _BUMP_SEQ.returning(
-    sa.func.pg_notify(
-        sa.bindparam("b_channel", type_=sa.Text),
-        sa.cast(
-            sa.func.json_build_object(
-                "o",
-                sa.bindparam("b_origin", type_=sa.Text),
-                "t",
-                sa.func.json_build_array(
-                    seq_counter.c.value - sa.bindparam("b_n", type_=sa.BigInteger) + 1, seq_counter.c.value
-                ),
-            ),
-            sa.Text,
-        ),
+#: PostgreSQL: the seqs allocated, `{"o": origin, "t": [first, last]}` queued on the
+#: channel, and the rows inserted (in the order of the arrays), in one round trip. The
+#: NOTIFY is a CTE that only runs because the INSERT's SELECT reads it.
+_NUMBER_AND_INSERT_TRANSITIONS = sa.text(
+    """
+    WITH counter AS (
+        UPDATE seq_counter SET value = value + :b_n WHERE id = 1 RETURNING value
+    ), notified AS (
+        SELECT pg_notify(
+            :b_channel,
+            json_build_object('o', :b_origin, 't', json_build_array(value - :b_n + 1, value))::text
+        ) FROM counter
     )
+    INSERT INTO transitions (seq, task_id, from_state, to_state, at, reason, actor)
+    SELECT counter.value - :b_n + r.ord, r.task_id, r.from_state, r.to_state, r.at, r.reason, r.actor
+    FROM counter, (SELECT count(*) FROM notified) AS n,
+        unnest(
+            CAST(:b_task_ids AS text[]), CAST(:b_froms AS text[]), CAST(:b_tos AS text[]),
+            CAST(:b_ats AS timestamptz[]), CAST(:b_reasons AS text[]), CAST(:b_actors AS text[])
+        ) WITH ORDINALITY AS r(task_id, from_state, to_state, at, reason, actor, ord)
+    RETURNING seq
+    """
+).bindparams(
+    sa.bindparam("b_n", type_=sa.BigInteger),
+    sa.bindparam("b_channel", type_=sa.Text),
+    sa.bindparam("b_origin", type_=sa.Text),
 )
 _INSERT_TRANSITIONS = transitions.insert()

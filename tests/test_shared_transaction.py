@@ -205,6 +205,66 @@ async def _pending_count(wb: WriteBatch) -> int:
     return int(found.scalar_one())
 
 
+async def test_a_claim_starts_the_tasks_whose_type_starts_at_once(database_url: str) -> None:
+    """One claim statement: tasks of a type in `starting` go on to `running`, each transition
+    with its own row, seq and event (the `preparing` one showing the task as it was then);
+    another type, and a task being restored, stay `preparing`."""
+    async with open_store(database_url) as store:
+        published: list[Event] = []
+        store.bus.add_listener(published.append)
+        plain = await store.create_tasks([NewTask("demo.noop", {}, f"p{i}") for i in range(4)], actor="t")
+        hooked = await store.create_tasks([NewTask("test.slow_prepare", {}, "h")], actor="t")
+        restored = await store.create_tasks([NewTask("demo.noop", {}, "r")], actor="t")
+        restored_id = restored[0].task["id"]
+        await store.write(
+            lambda wb: wb.conn.execute(
+                sa.update(tasks).where(tasks.c.id == restored_id).values(restore_pending=True)
+            )
+        )
+        rows = await store.claim(WORKER, 10, starting=["demo.noop", "demo.sleep"])
+        by_id = {row["id"]: row for row in rows}
+        assert len(rows) == 6
+        for created in plain:
+            row = by_id[created.task["id"]]
+            assert row["state"] == "running" and row["started"].applied and not row["restoring"]
+        assert (
+            by_id[hooked[0].task["id"]]["state"] == "preparing"
+            and "started" not in by_id[hooked[0].task["id"]]
+        )
+        assert by_id[restored_id]["state"] == "preparing" and by_id[restored_id]["restoring"]
+        assert by_id[restored_id]["restoration_count"] == 1
+
+        ids = [c.task["id"] for c in plain]
+        events = [e for e in published if e.type == "transition" and e.task_id in ids]
+        assert [e.seq for e in events] == sorted(e.seq for e in events if e.seq is not None)
+        for task_id in ids:
+            mine = [e.payload for e in events if e.task_id == task_id]
+            assert [(m["from"], m["to"]) for m in mine] == [
+                (None, "queued"),
+                ("queued", "preparing"),
+                ("preparing", "running"),
+            ]
+            preparing, running = mine[1]["task"], mine[2]["task"]
+            assert (preparing["state"], preparing["reason"]) == ("preparing", "claimed")
+            assert (running["state"], running["reason"]) == ("running", "started")
+            assert {k for k in preparing if preparing[k] != running[k]} == {"state", "reason"}
+            assert running["worker_id"] == WORKER and running["started_at"] is not None
+        async with store.db.reader.connect() as conn:
+            found = await conn.execute(
+                sa.select(transitions.c.task_id, transitions.c.to_state, transitions.c.reason)
+                .where(transitions.c.task_id.in_(ids))
+                .order_by(transitions.c.seq)
+            )
+            stored = found.all()
+        assert len(stored) == 3 * len(ids)
+        assert {(to, reason) for _, to, reason in stored} == {
+            ("queued", "created"),
+            ("preparing", "claimed"),
+            ("running", "started"),
+        }
+        assert set((await states_in_database(store, ids)).values()) == {"running"}
+
+
 async def test_a_job_without_hooks_waits_for_two_commits_and_keeps_five_rows(pg_url: str) -> None:
     """A live server on PostgreSQL, several jobs at once: a job with no `prepare` hook is
     claimed and started in one transaction, one with no `collect` hook collected and

@@ -1,5 +1,7 @@
 """The claim: due queued tasks with nothing left to wait for, to one worker, `queued →
-preparing`, checked against the table and written like every transition.
+preparing`, checked against the table and written like every transition; and, for a
+task whose job has no `prepare` hook (nothing of it runs in between), `preparing →
+running` in the same statement, with a row, `seq` and event of its own.
 
 Claiming stays one index range however many tasks are blocked (waiting for their
 dependencies or an approval): the queue's partial index holds only the claimable ones.
@@ -7,6 +9,7 @@ dependencies or an approval): the queue's partial index holds only the claimable
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,12 +38,19 @@ _CLAIM_CANDIDATES_SKIP_LOCKED = _CLAIM_CANDIDATES.with_for_update(skip_locked=Tr
 #: only index to use: the candidates are still queued, locked FOR UPDATE SKIP LOCKED by
 #: this transaction (PostgreSQL) or read in this exclusive one (SQLite, a single writer).
 check_transition(State.QUEUED, State.PREPARING)
+check_transition(State.PREPARING, State.RUNNING)
+#: Goes on to `running`: its type is one that starts at once, and it is not being restored
+#: (a restoration decides in between). `running` writes nothing of its own besides the
+#: heartbeat, which the claim writes too: the `preparing` row differs only by its state.
+_STARTS = sa.and_(
+    tasks.c.type.in_(sa.bindparam("b_starting", expanding=True)), sa.not_(tasks.c.restore_pending)
+)
 _CLAIM = (
     sa.update(tasks)
     .values(
-        state=State.PREPARING.value,
+        state=sa.case((_STARTS, State.RUNNING.value), else_=State.PREPARING.value),
         updated_at=_b_now,
-        last_reason="claimed",
+        last_reason=sa.case((_STARTS, "started"), else_="claimed"),
         **transition_values(
             State.PREPARING,
             frozenset({"worker_id", "heartbeat_at", "restore_pending"}),
@@ -66,24 +76,29 @@ _CLAIM_POSTGRES = _CLAIM.where(
 ).returning(_RESTORED_NOW)
 
 
-async def apply_claim(wb: WriteBatch, worker_id: str, limit: int, is_sqlite: bool) -> list[dict[str, Any]]:
-    """Claim up to `limit` due tasks, highest priority then oldest first."""
+async def apply_claim(
+    wb: WriteBatch, worker_id: str, limit: int, is_sqlite: bool, starting: Collection[str]
+) -> list[dict[str, Any]]:
+    """Claim up to `limit` due tasks, highest priority then oldest first; those of a type in
+    `starting` start too, and their rows carry the `running` record as `started_record`."""
     now = utcnow()
-    params = {"b_worker": worker_id, "b_now": now, "b_limit": limit}
+    params = {"b_worker": worker_id, "b_now": now, "b_limit": limit, "b_starting": list(starting)}
     rows = (await wb.conn.execute(_CLAIM_SQLITE if is_sqlite else _CLAIM_POSTGRES, params)).mappings().all()
-    restoring = {r["id"] for r in rows if r["restored_now"]}
     claimed = sorted(rows, key=lambda r: (-r["priority"], r["created_at"]))
     actor = f"worker:{worker_id}"
+    preparing = State.PREPARING.value
+    started: dict[str, TransitionRecord] = {}
     for row in claimed:
-        wb.record(
-            TransitionRecord(
-                row["id"],
-                State.QUEUED.value,
-                State.PREPARING.value,
-                now,
-                "claimed",
-                actor,
-                task_payload(row, now),
+        payload = task_payload(row, now)
+        if row["state"] == State.RUNNING.value:
+            started[row["id"]] = TransitionRecord(
+                row["id"], preparing, row["state"], now, "started", actor, payload
             )
-        )
-    return [{**row, "restoring": row["id"] in restoring} for row in claimed]
+            payload = {**payload, "state": preparing, "reason": "claimed"}
+        wb.record(TransitionRecord(row["id"], State.QUEUED.value, preparing, now, "claimed", actor, payload))
+    for rec in started.values():
+        wb.record(rec)
+    return [
+        {**row, "restoring": bool(row["restored_now"]), "started_record": started.get(row["id"])}
+        for row in claimed
+    ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -278,44 +278,25 @@ class Store:
         return await self._writer.submit(op)
 
     async def claim(
-        self, worker_id: str, limit: int, *, starts_at_once: Callable[[str], bool] | None = None
+        self, worker_id: str, limit: int, *, starting: Collection[str] = ()
     ) -> list[dict[str, Any]]:
         """Claim up to `limit` due queued tasks (priority, then age) for `worker_id`.
 
-        A claimed task whose type `starts_at_once` (its job has no `prepare` hook, so
-        nothing runs between `preparing` and `running`) and that is not being restored
-        goes on to `running` in the same transaction: its own row, `seq` and event, and
-        one commit less before the job's code starts. Its row says `"state": "running"`.
+        A claimed task of a type in `starting` (its job has no `prepare` hook, so nothing
+        runs between `preparing` and `running`) that is not being restored goes on to
+        `running` in the same statement: each transition has its own row, `seq` and event,
+        and the job's code starts one commit sooner. Its row says `"state": "running"`.
         """
 
         async def op(wb: WriteBatch) -> list[dict[str, Any]]:
-            rows = await claim.apply_claim(wb, worker_id, limit, self.db.is_sqlite)
-            if starts_at_once is None:
-                return rows
-            starting = [r for r in rows if not r["restoring"] and starts_at_once(r["type"])]
-            if not starting:
-                return rows
-            actor, now = f"worker:{worker_id}", utcnow()
-            ops = [
-                _TransitionOp(
-                    r["id"],
-                    State.RUNNING,
-                    "started",
-                    actor,
-                    Guard(worker_id, r["attempt"]),
-                    {"heartbeat_at": now},
-                    State.PREPARING,
-                )
-                for r in starting
-            ]
-            started: dict[str, TransitionResult] = {}
-            for r, (ok, result) in zip(starting, await _apply_transitions(wb, ops), strict=True):
-                if ok and result.applied:
-                    started[r["id"]] = result
-            return [
-                {**r, "state": State.RUNNING.value, "started": started[r["id"]]} if r["id"] in started else r
-                for r in rows
-            ]
+            rows = await claim.apply_claim(wb, worker_id, limit, self.db.is_sqlite, starting)
+            for row in rows:
+                rec = row.pop("started_record")
+                if rec is not None:
+                    row["started"] = TransitionResult(
+                        Outcome.APPLIED, rec.from_state, rec.to_state, rec.task, rec
+                    )
+            return rows
 
         return await self._writer.submit(op)
 

@@ -220,7 +220,7 @@ class Supervisor:
                     # After a stall, peers may think this instance lost and would orphan at
                     # once what it claims now: beat first.
                     await self.lease.confirm()
-                    rows = await self.store.claim(self.worker_id, free, starts_at_once=self._starts_at_once)
+                    rows = await self.store.claim(self.worker_id, free, starting=self._starting_types())
                     backoff = 0.1
                 except Exception:
                     log.exception("claiming failed; retrying in %.1fs", backoff)
@@ -244,9 +244,9 @@ class Supervisor:
                 async with asyncio.timeout(timeout):
                     await self._wake.wait()
 
-    def _starts_at_once(self, task_type: str) -> bool:
-        """Nothing of the job runs between `preparing` and `running`: no `prepare` hook."""
-        return task_type in self.env.registry and self.env.registry.get(task_type).prepare is None
+    def _starting_types(self) -> list[str]:
+        """Types whose job runs nothing between `preparing` and `running` (no `prepare` hook)."""
+        return [spec.name for spec in self.env.registry.specs() if spec.prepare is None]
 
     def _launch(self, row: Mapping[str, Any]) -> None:
         job = RunningJob(self.env, row)

@@ -206,6 +206,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "ws_latency.sqlite.1.p99_ms": ("<=", 10),
     "ws_latency.postgres.1000.p99_ms": ("<=", 50),
     "ws_latency.sqlite.1000.p99_ms": ("<=", 50),
+    "ws_latency.postgres.1000.lean.p99_ms": ("<=", 50),
+    "ws_latency.sqlite.1000.lean.p99_ms": ("<=", 50),
     # The issue's load generator is wrk (C); the Python clients' row is reported beside it.
     "api.postgres.get_task_wrk.p99_ms": ("<=", 10),
     "api.sqlite.get_task_wrk.p99_ms": ("<=", 10),
@@ -519,11 +521,18 @@ async def run(args: argparse.Namespace, sizes: Sizes, workdir: Path) -> dict[str
                 probes=sizes.ws_probes,
                 repeat=sizes.repeat,
                 compression=compression,
+                lean=args.ws_client == "lean",
             )
     if "fanout" in only:
         backend = "postgres" if pg else backends[0]
         await latency.fanout(
-            results, backend, workdir, k=sizes.fanout_k, probes=sizes.fanout_probes, compression=compression
+            results,
+            backend,
+            workdir,
+            k=sizes.fanout_k,
+            probes=sizes.fanout_probes,
+            compression=compression,
+            lean=args.ws_client == "lean",
         )
     if "api_latency" in only:
         for backend in backends:
@@ -642,6 +651,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["deflate", "none"],
         default="deflate",
         help="whether subscribers offer permessage-deflate (browsers do)",
+    )
+    parser.add_argument(
+        "--ws-client",
+        choices=["websockets", "lean"],
+        default="websockets",
+        help="the latency and fan-out rows' subscribers: the websockets library, or bare-protocol"
+        " clients that spend less of the shared cores per frame (bench/ws_client.py; no compression)",
     )
     parser.add_argument(
         "--profile", type=Path, help="run the e2e servers under py-spy, raw stacks into this directory"

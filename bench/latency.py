@@ -37,6 +37,7 @@ from bench.common import (
     submit_batches,
     task_bodies,
 )
+from bench.ws_client import LeanSubscriber
 
 TRANSITION_MARK = '"type":"transition"'
 
@@ -61,13 +62,17 @@ class Subscriber:
 
 
 class SubscriberGroup:
-    """K subscribers on one server, with a counter of transition frames received by all."""
+    """K subscribers on one server, with a counter of transition frames received by all.
 
-    def __init__(self, url: str, k: int, compression: str | None) -> None:
+    `lean`: bare-protocol clients (`ws_client.py`, no compression) instead of the
+    `websockets` library's, so that with many subscribers the figure is more the server's."""
+
+    def __init__(self, url: str, k: int, compression: str | None, *, lean: bool = False) -> None:
         self.url = url
         self.k = k
         self.compression = compression
-        self.subscribers: list[Subscriber] = []
+        self.lean = lean
+        self.subscribers: list[Subscriber | LeanSubscriber] = []
         self.received = 0
         self._target = 0
         self._reached = asyncio.Event()
@@ -78,7 +83,26 @@ class SubscriberGroup:
             self._reached.set()
 
     async def open(self, query: str = "") -> None:
-        async def one() -> Subscriber:
+        async def lean() -> LeanSubscriber:
+            first: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            frames: list[tuple[float, str]] = []
+
+            def on_text(received: float, text: str) -> None:
+                if not first.done():
+                    first.set_result(text)  # the snapshot (or the first replayed event)
+                    return
+                frames.append((received, text))
+                if TRANSITION_MARK in text:
+                    self.count()
+
+            sub = await LeanSubscriber.connect(self.url + query, on_text)
+            sub.frames = frames
+            assert (await asyncio.wait_for(first, 60)).startswith("{")
+            return sub
+
+        async def one() -> Subscriber | LeanSubscriber:
+            if self.lean:
+                return await lean()
             ws = await connect(
                 self.url + query,
                 compression=self.compression,
@@ -120,11 +144,14 @@ class SubscriberGroup:
     async def close(self) -> None:
         for start in range(0, len(self.subscribers), 200):
             part = self.subscribers[start : start + 200]
-            await asyncio.gather(*(s.ws.close() for s in part), return_exceptions=True)
-        for sub in self.subscribers:
-            if sub.reader is not None:
-                sub.reader.cancel()
-        await asyncio.gather(*(s.reader for s in self.subscribers if s.reader), return_exceptions=True)
+            await asyncio.gather(
+                *(s.close() if isinstance(s, LeanSubscriber) else s.ws.close() for s in part),
+                return_exceptions=True,
+            )
+        readers = [s.reader for s in self.subscribers if isinstance(s, Subscriber) and s.reader is not None]
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
         self.subscribers.clear()
 
 
@@ -152,6 +179,7 @@ async def ws_latency(
     probes: int,
     repeat: int,
     compression: str | None,
+    lean: bool = False,
 ) -> None:
     """demo.noop tasks created one at a time (each makes 5 transitions in a burst); the next
     one only once every subscriber has received all 5 of the previous one."""
@@ -161,7 +189,7 @@ async def ws_latency(
         try:
             async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
                 for k in counts:
-                    group = SubscriberGroup(server.ws_url, k, compression)
+                    group = SubscriberGroup(server.ws_url, k, compression, lean=lean)
                     await group.open()
                     try:
                         for rep in range(repeat):
@@ -174,8 +202,10 @@ async def ws_latency(
                                 await asyncio.sleep(0.02)
                             lat = group.latencies_ms()
                             assert len(lat) == 5 * probes * k, (len(lat), probes, k)
-                            key = f"ws_latency.{backend}.{k}"
-                            label = f"transition → subscriber, {k} subscriber(s), {backend}"
+                            key = f"ws_latency.{backend}.{k}" + (".lean" if lean else "")
+                            label = f"transition → subscriber, {k} subscriber(s), {backend}" + (
+                                ", lean clients" if lean else ""
+                            )
                             results.add(f"{key}.p50_ms", percentile(lat, 50), "ms", f"{label}: p50")
                             results.add(f"{key}.p99_ms", percentile(lat, 99), "ms", f"{label}: p99")
                             log(f"ws latency {backend} k={k} rep {rep}: p50 {percentile(lat, 50):.1f} ms")
@@ -196,6 +226,7 @@ async def fanout(
     k: int,
     probes: int,
     compression: str | None,
+    lean: bool = False,
 ) -> None:
     """k idle subscribers; then `probes` single transitions (a task created with `run_at` a day
     ahead makes exactly one: `queued`), a second apart. Per probe: p50/p99 over the k receipts."""
@@ -205,15 +236,16 @@ async def fanout(
         try:
             await asyncio.sleep(1)
             before = server.rss_kib()
-            group = SubscriberGroup(server.ws_url, k, compression)
+            group = SubscriberGroup(server.ws_url, k, compression, lean=lean)
             started = time.monotonic()
             await group.open()
             connect_seconds = time.monotonic() - started
             await asyncio.sleep(2)
             after = server.rss_kib()
-            tag = "deflate" if compression else "plain"
+            tag = "lean" if lean else "deflate" if compression else "plain"
+            kind = "lean clients" if lean else f"{tag} frames"
             key = f"fanout.{backend}.{k}.{tag}"
-            label = f"fan-out to {k} idle subscribers ({tag} frames), {backend}"
+            label = f"fan-out to {k} idle subscribers ({kind}), {backend}"
             results.add(
                 f"{key}.kib_per_subscriber", (after - before) / k, "KiB", f"{label}: RSS per subscriber"
             )

@@ -65,9 +65,7 @@ def _record(
     log(f"pickup {label}: p50 {percentile(ms, 50):.1f} ms, p99 {percentile(ms, 99):.1f} ms")
 
 
-async def taskstate_pickup(
-    results: Results, workdir: Path, backend: str, *, rate: float, n: int
-) -> None:
+async def taskstate_pickup(results: Results, workdir: Path, backend: str, *, rate: float, n: int) -> None:
     stamps = workdir / f"pickup-taskstate-{backend}.txt"
     stamps.unlink(missing_ok=True)
 

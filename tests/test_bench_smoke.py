@@ -27,6 +27,8 @@ def test_bench_quick_smoke(tmp_path: Path) -> None:
         "e2e,ws_latency,pickup",
         "--ws-counts",
         "1",
+        "--ws-client",
+        "lean",
         "--json",
         str(out),
     ]
@@ -49,8 +51,8 @@ def test_bench_quick_smoke(tmp_path: Path) -> None:
             f"e2e.taskstate.{backend}.transitions_per_s",
             f"e2e.taskstate.{backend}.seconds",
             f"e2e.taskstate.{backend}.worker_cpu_ms_per_task",
-            f"ws_latency.{backend}.1.p50_ms",
-            f"ws_latency.{backend}.1.p99_ms",
+            f"ws_latency.{backend}.1.lean.p50_ms",
+            f"ws_latency.{backend}.1.lean.p99_ms",
             f"pickup.taskstate.{backend}.p50_ms",
             f"pickup.taskstate.{backend}.p99_ms",
         ]

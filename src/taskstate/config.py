@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     # How often the tokens of open WebSockets are checked again, as a safety net: a revocation
     # through the API closes them at once, on every instance.
     token_recheck_seconds: float = Field(30, gt=0, validation_alias=_env("TASKSTATE_TOKEN_RECHECK_SECONDS"))
-    db_pool_size: int = Field(10, ge=1, le=500, validation_alias=_env("TASKSTATE_DB_POOL_SIZE"))
+    db_pool_size: int = Field(20, ge=1, le=500, validation_alias=_env("TASKSTATE_DB_POOL_SIZE"))
     max_pending_questions: int = Field(20, ge=1, validation_alias=_env("TASKSTATE_MAX_PENDING_QUESTIONS"))
     cors_origins: str = Field(
         "", validation_alias=_env("TASKSTATE_CORS_ORIGINS"), description="Comma-separated; empty: CORS off."

@@ -351,20 +351,25 @@ class Database:
             await self.reader.dispose()
 
 
-def open_database(url: str, *, pool_size: int = 10) -> Database:
+def open_database(url: str, *, pool_size: int = 20) -> Database:
+    """No overflow connections beyond `pool_size`: SQLAlchemy closes an overflow connection
+    as soon as it is returned, so under more concurrent requests than the pool holds every
+    request paid for opening one (a PostgreSQL backend, or an aiosqlite thread). Measured
+    with wrk, 50 connections, PostgreSQL: 10 + 10 overflow, p99 205 ms at 1,150 requests/s;
+    20 and none, 68 ms at 1,640."""
     if is_sqlite(url):
         # The store's writer keeps one connection for itself; the overflow one is for
         # writes outside it (migrations, maintenance, tests), which SQLite serializes.
         writer = create_async_engine(url, pool_size=1, max_overflow=1, pool_timeout=60)
         _install_sqlite_hooks(writer, "BEGIN IMMEDIATE")
-        reader = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+        reader = create_async_engine(url, pool_size=pool_size, max_overflow=0)
         _install_sqlite_hooks(reader, "BEGIN")
         return Database(url, writer, reader)
     # No pre-ping: on asyncpg it is BEGIN, `;` and ROLLBACK on every checkout, three round
     # trips before each request's one query. A connection the server closed is known
     # without asking (see `_skip_closed_connections`); one that fails anyway fails its
     # request, which the API answers 503 `unavailable`.
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=3600)
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_recycle=3600)
     _skip_closed_connections(engine)
     # Reads run without BEGIN and ROLLBACK around them (two round trips saved per read).
     # At PostgreSQL's READ COMMITTED every statement has its own snapshot anyway; a read

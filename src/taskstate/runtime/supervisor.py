@@ -144,7 +144,7 @@ class Supervisor:
         self._wake.set()
 
     def _on_creating(self) -> None:
-        if self.free_slots - len(self._returning) > 0:
+        if self._slots_to_claim > 0:
             self._may_claim()  # the claim joins the creation's transaction
 
     # -- control ---------------------------------------------------------------------------
@@ -211,7 +211,7 @@ class Supervisor:
             self._wake.clear()
             if loop.time() - looked_at >= self.settings.poll_seconds:
                 self._claimable = True  # a task may have come due, or a peer's word was lost
-            free = self.free_slots - len(self._returning)
+            free = self._slots_to_claim
             claimed = 0
             if free > 0 and self._claimable:
                 self._claimable = False
@@ -270,6 +270,11 @@ class Supervisor:
     @property
     def free_slots(self) -> int:
         return self.settings.max_concurrent_tasks - (len(self.running) - len(self.waiting))
+
+    @property
+    def _slots_to_claim(self) -> int:
+        """Free slots that no returning job is about to take back."""
+        return self.free_slots - len(self._returning)
 
     def release(self, task_id: str) -> None:
         """A job waits for its children: its slot is free for others meanwhile."""

@@ -5,12 +5,10 @@ that comes due is still found within the poll period while slots keep freeing up
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
-
 from taskstate.core.db import utcnow
+from tests.support.databases import audit_transactions
 from tests.support.servers import LiveServer, live_server, make_settings
 
 TASKS = 20
@@ -25,16 +23,7 @@ async def test_a_task_created_while_a_slot_is_free_starts_in_its_creations_trans
             task = await server.create("demo.noop")
             assert (await server.wait_for(task["id"]))["state"] == "completed"
             created.append(task["id"])
-        async with server.services.store.db.reader.connect() as conn:
-            found = await conn.execute(
-                sa.text("SELECT task_id, to_state, seq, xmin::text::bigint FROM transitions ORDER BY seq")
-            )
-            rows = found.all()
-    tx: dict[tuple[str, str], int] = {}
-    paths: dict[str, list[str]] = defaultdict(list)
-    for task_id, to_state, _, xmin in rows:
-        tx[task_id, to_state] = xmin
-        paths[task_id].append(to_state)
+        paths, tx = await audit_transactions(server.services.store)
     for task_id in created:
         assert paths[task_id] == ["queued", "preparing", "running", "collecting", "completed"]
         assert tx[task_id, "queued"] == tx[task_id, "preparing"] == tx[task_id, "running"]

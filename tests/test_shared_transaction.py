@@ -20,7 +20,7 @@ from taskstate.core.db import questions, tasks, transitions
 from taskstate.core.states import State
 from taskstate.core.store import Guard, Step, Store, TransitionResult
 from taskstate.core.writer import WriteBatch
-from tests.support.databases import open_store
+from tests.support.databases import audit_transactions, open_store
 from tests.support.servers import live_server, make_settings
 
 WORKER = "worker-under-test"
@@ -278,16 +278,7 @@ async def test_a_job_without_hooks_waits_for_two_commits_and_keeps_five_rows(pg_
         ]
         for task in [*plain, *hooked]:
             assert (await server.wait_for(task["id"]))["state"] == "completed"
-        async with server.services.store.db.reader.connect() as conn:
-            found = await conn.execute(
-                sa.text("SELECT task_id, to_state, seq, xmin::text::bigint FROM transitions ORDER BY seq")
-            )
-            rows = found.all()
-    paths: dict[str, list[str]] = defaultdict(list)
-    tx: dict[tuple[str, str], int] = {}
-    for task_id, to_state, _, xmin in rows:
-        paths[task_id].append(to_state)
-        tx[task_id, to_state] = xmin
+        paths, tx = await audit_transactions(server.services.store)
     lifecycle = ["queued", "preparing", "running", "collecting", "completed"]
     for task in [*plain, *hooked]:
         assert paths[task["id"]] == lifecycle, "the audit keeps every row"

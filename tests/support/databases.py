@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import uuid
+from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import asyncpg
+import sqlalchemy as sa
 
 from taskstate.core.bus import EventBus
 from taskstate.core.db import open_database, utcnow
@@ -187,3 +189,19 @@ async def open_store(url: str) -> AsyncIterator[Store]:
     finally:
         await store.close()
         await db.dispose()
+
+
+async def audit_transactions(store: Store) -> tuple[dict[str, list[str]], dict[tuple[str, str], int]]:
+    """On PostgreSQL, each task's audit path in `seq` order, and the transaction that wrote
+    each of its rows (`xmin`): rows with one `xmin` were committed together."""
+    async with store.db.reader.connect() as conn:
+        found = await conn.execute(
+            sa.text("SELECT task_id, to_state, xmin::text::bigint FROM transitions ORDER BY seq")
+        )
+        rows = found.all()
+    paths: dict[str, list[str]] = defaultdict(list)
+    tx: dict[tuple[str, str], int] = {}
+    for task_id, to_state, xmin in rows:
+        paths[task_id].append(to_state)
+        tx[task_id, to_state] = xmin
+    return paths, tx
